@@ -1,0 +1,88 @@
+"""The fastsmtp exception hierarchy.
+
+Every error fastsmtp raises derives from :class:`FastSMTPError`, and where a built-in fits
+it is a base too, so callers can catch what they already know: bad input is a ``ValueError``,
+a lost connection a ``ConnectionError``, a timeout a ``TimeoutError``. The Rust core raises
+these same classes (it looks them up here by name), so there is one hierarchy.
+"""
+
+from __future__ import annotations
+
+
+class FastSMTPError(Exception):
+    """Base class of every fastsmtp error."""
+
+
+class InvalidMessage(FastSMTPError, ValueError):
+    """A message, address, header or template is invalid; raised before any byte is sent.
+
+    ``field`` names the offending field (``"subject"``, ``"to[2]"``, ``"headers[X-Tag]"``...)
+    when one is to blame.
+    """
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class TemplateError(InvalidMessage):
+    """A template failed to compile or render (for example, a variable is undefined)."""
+
+    def __init__(
+        self, message: str, *, field: str | None = None, variable: str | None = None
+    ) -> None:
+        super().__init__(message, field=field)
+        self.variable = variable
+
+
+class ProtocolError(FastSMTPError):
+    """The SMTP conversation went wrong."""
+
+
+class LocalProtocolError(ProtocolError):
+    """fastsmtp's caller used the protocol wrongly (a bug on our side of the wire)."""
+
+
+class RemoteProtocolError(ProtocolError):
+    """The server broke the SMTP protocol (malformed, oversized or unexpected replies)."""
+
+
+class SMTPReplyError(FastSMTPError):
+    """The server answered with an error reply."""
+
+    def __init__(self, message: str, *, code: int, enhanced_code: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.enhanced_code = enhanced_code
+        self.message = message
+
+    @property
+    def is_transient(self) -> bool:
+        """A 4xx reply: trying again later may succeed."""
+        return 400 <= self.code < 500
+
+    @property
+    def is_permanent(self) -> bool:
+        """A 5xx reply: trying again will not help."""
+        return self.code >= 500
+
+
+class AuthenticationError(SMTPReplyError):
+    """The server refused the credentials (for example 535)."""
+
+
+class TLSRequiredError(FastSMTPError):
+    """TLS was required but the server does not offer STARTTLS, or credentials would be
+    sent in plaintext without ``allow_plaintext_auth=True``."""
+
+
+class SMTPConnectionError(FastSMTPError, ConnectionError):
+    """The connection could not be made or was lost."""
+
+
+class SMTPTimeoutError(FastSMTPError, TimeoutError):
+    """Connecting or waiting for a reply took longer than the configured timeout."""
+
+
+class SMTPUTF8Required(FastSMTPError):
+    """The message needs SMTPUTF8 (a non-ASCII local part) and the server does not offer it."""

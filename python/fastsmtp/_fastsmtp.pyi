@@ -1,0 +1,299 @@
+"""Type stubs for the native module ``fastsmtp._fastsmtp`` (the Rust core).
+
+This file is the contract between the Rust core and the Python engine. Exceptions raised
+by the core are the classes of ``fastsmtp._errors`` (InvalidMessage, TemplateError,
+LocalProtocolError, RemoteProtocolError).
+"""
+
+from collections.abc import Sequence
+from typing import Any, final
+
+__version__: str
+
+# --------------------------------------------------------------------------------------------
+# MIME (rust/mime, rust/python/mime.rs)
+# --------------------------------------------------------------------------------------------
+
+MessageSpec = dict[str, Any]
+"""Keys (all present, as made by ``Message.to_spec()``): sender: str; to, cc, bcc, reply_to:
+list[str]; subject: str; text: str | None; html: str | None; attachments: list[dict] with
+filename: str, content: bytes, content_type: str, inline: bool, content_id: str | None;
+headers: list[tuple[str, str]]; envelope_sender: str | None; message_id: str | None;
+date: str (an RFC 5322 date, formatted by Python: the core has no clock)."""
+
+@final
+class BuiltMessage:
+    """One assembled message, ready for a transaction. Immutable."""
+
+    @property
+    def envelope_sender(self) -> str:
+        """MAIL FROM address (IDNA-encoded domain), without angle brackets; may be ""."""
+    @property
+    def recipients(self) -> list[str]:
+        """RCPT TO addresses (to + cc + bcc, IDNA-encoded domains)."""
+    @property
+    def message_id(self) -> str:
+        """The Message-ID, with angle brackets."""
+    @property
+    def smtputf8(self) -> bool:
+        """True when the message needs SMTPUTF8 (a non-ASCII local part somewhere)."""
+    @property
+    def eight_bit(self) -> bool:
+        """True when the body holds 8-bit data (BODY=8BITMIME is needed)."""
+    def __len__(self) -> int:
+        """Size of the message in octets."""
+    def as_bytes(self) -> bytes: ...
+
+def build_message(spec: MessageSpec) -> BuiltMessage:
+    """Validate and assemble one message literally (no template rendering).
+    Raises InvalidMessage naming the field."""
+
+@final
+class Template:
+    """A message template compiled once for a batch.
+
+    ``spec`` is a MessageSpec whose to/cc/bcc are empty (each recipient becomes the To);
+    subject, text, html and extra header values are minijinja templates. ``data`` is the
+    batch-wide template data. Shared parts (attachments, inline images, any part that uses
+    no variable) are encoded once here and reused as bytes.
+    Raises InvalidMessage / TemplateError (a syntax error, naming the field).
+    """
+
+    def __init__(self, spec: MessageSpec, data: dict[str, Any] | None = None) -> None: ...
+    @property
+    def variables(self) -> frozenset[str]:
+        """Top-level variable names the templates use."""
+    def render(
+        self, recipients: Sequence[tuple[str, str | None, dict[str, Any] | None]]
+    ) -> list[BuiltMessage | Exception]:
+        """Render one message per (address, name, data) recipient, with the GIL released.
+
+        Template variables: the recipient's data, then ``address``, ``name`` and ``email``,
+        then the batch data. Values are HTML-escaped in the html part. A recipient whose
+        message cannot be made (bad address, undefined variable...) gets an InvalidMessage
+        or TemplateError *instance* in its slot instead of a message; nothing is raised.
+        """
+
+# --------------------------------------------------------------------------------------------
+# Protocol (rust/protocol, rust/python/protocol.rs)
+# --------------------------------------------------------------------------------------------
+
+@final
+class Reply:
+    """One complete SMTP reply."""
+
+    @property
+    def code(self) -> int: ...
+    @property
+    def enhanced_code(self) -> str | None:
+        """RFC 3463 code such as "2.1.5", when the reply carries one."""
+    @property
+    def text(self) -> str:
+        """The reply text, lines joined with "\\n", without code and enhanced code."""
+    @property
+    def is_positive(self) -> bool:
+        """2xx or 3xx."""
+    @property
+    def is_transient(self) -> bool:
+        """4xx."""
+    @property
+    def is_permanent(self) -> bool:
+        """5xx."""
+
+@final
+class Capabilities:
+    """What the server's EHLO reply offered (all False/None/empty after HELO)."""
+
+    @property
+    def pipelining(self) -> bool: ...
+    @property
+    def chunking(self) -> bool: ...
+    @property
+    def size(self) -> int | None:
+        """SIZE limit in octets; None when not offered, 0 when offered without a limit."""
+    @property
+    def eight_bit_mime(self) -> bool: ...
+    @property
+    def smtputf8(self) -> bool: ...
+    @property
+    def starttls(self) -> bool: ...
+    @property
+    def auth(self) -> list[str]:
+        """Offered SASL mechanisms, upper-case."""
+    @property
+    def enhanced_status_codes(self) -> bool: ...
+    @property
+    def dsn(self) -> bool: ...
+    @property
+    def esmtp(self) -> bool:
+        """False when the server refused EHLO and HELO was used."""
+
+# Events returned by ClientConnection.receive_data --------------------------------------------
+
+@final
+class Ready:
+    """Greeting and EHLO (or HELO) are done; transactions, STARTTLS or AUTH may follow.
+    Emitted again after STARTTLS (with the fresh post-TLS capabilities)."""
+
+    @property
+    def greeting(self) -> Reply: ...
+    @property
+    def capabilities(self) -> Capabilities: ...
+
+@final
+class StartTlsReady:
+    """The server said 220 to STARTTLS: upgrade the transport now, then call
+    ClientConnection.tls_established(). Bytes that arrived after the 220 were discarded."""
+
+@final
+class AuthSucceeded:
+    @property
+    def reply(self) -> Reply: ...
+
+@final
+class AuthFailed:
+    @property
+    def reply(self) -> Reply: ...
+
+@final
+class CommandFailed:
+    """The greeting, EHLO/HELO or STARTTLS was refused: the connection is unusable.
+    ``command`` is "greeting", "ehlo", "helo" or "starttls"."""
+
+    @property
+    def command(self) -> str: ...
+    @property
+    def reply(self) -> Reply: ...
+
+@final
+class TransactionResult:
+    """The outcome of one submitted transaction; exactly one per submit() (or a
+    TransactionAborted instead)."""
+
+    @property
+    def txn_id(self) -> int: ...
+    @property
+    def mail_reply(self) -> Reply: ...
+    @property
+    def rcpt_replies(self) -> list[Reply | None]:
+        """One per recipient, in submit order (None if never answered because MAIL failed)."""
+    @property
+    def data_reply(self) -> Reply | None:
+        """The reply to the end of data (after "." or BDAT LAST), or to DATA itself when it
+        was refused; None when no data phase happened (MAIL refused / every RCPT refused and
+        the server refused DATA)."""
+
+@final
+class TransactionAborted:
+    """The connection ended (EOF, unsolicited 421, protocol error) before this transaction
+    got its final reply. ``end_of_data_sent`` is True when the final "." or BDAT LAST had
+    been handed to the transport: the server may have accepted the message."""
+
+    @property
+    def txn_id(self) -> int: ...
+    @property
+    def end_of_data_sent(self) -> bool: ...
+    @property
+    def reason(self) -> str: ...
+    @property
+    def reply(self) -> Reply | None:
+        """The 421 that closed the connection, when that is why."""
+
+@final
+class Closed:
+    """The connection is finished (QUIT answered, EOF, 421 or a protocol error); every
+    in-flight transaction has already been given a TransactionAborted event."""
+
+    @property
+    def reason(self) -> str: ...
+    @property
+    def reply(self) -> Reply | None: ...
+    @property
+    def error(self) -> Exception | None:
+        """A RemoteProtocolError instance when the server broke the protocol."""
+
+Event = (
+    Ready
+    | StartTlsReady
+    | AuthSucceeded
+    | AuthFailed
+    | CommandFailed
+    | TransactionResult
+    | TransactionAborted
+    | Closed
+)
+
+@final
+class ClientConnection:
+    """A sans-IO SMTP client connection: it never touches a socket, clock or thread.
+
+    The caller feeds server bytes to receive_data() and writes whatever data_to_send()
+    returns. Commands that need no decision are sent automatically: EHLO after a 220
+    greeting (HELO if EHLO gets 5xx), RSET after a failed transaction, the dot-stuffed body
+    after a 354. Every command sent appends its expected reply to a queue, so each reply
+    maps back to the transaction and recipient it answers.
+
+    Framing chooses itself from the capabilities: CHUNKING -> ``BDAT <n> LAST`` with the raw
+    body, transactions back to back; PIPELINING -> MAIL+RCPT...+DATA as one group, then the
+    dot-stuffed body + "." + the next queued group in one write after the 354; neither ->
+    lock-step. A protocol error is sticky: later calls raise LocalProtocolError.
+    """
+
+    def __init__(
+        self, local_hostname: str = "localhost", *, max_reply_bytes: int = 65536
+    ) -> None: ...
+    def receive_data(self, data: bytes) -> list[Event]:
+        """Feed bytes read from the server; b"" means the server closed the connection.
+        Never raises for peer misbehaviour: malformed or hostile replies end the connection
+        with TransactionAborted for each in-flight transaction and a Closed event whose
+        ``error`` is a RemoteProtocolError; the state is then sticky (later calls other than
+        receive_data raise LocalProtocolError)."""
+    def data_to_send(self) -> bytes:
+        """Bytes to write now (possibly b""); drains the outgoing buffer."""
+    def starttls(self) -> None:
+        """Queue STARTTLS. Only when Ready and nothing is in flight."""
+    def tls_established(self) -> None:
+        """The transport is now TLS: forget pre-TLS capabilities and send EHLO again."""
+    def auth(self, mechanism: str, username: str, secret: str, *, allow_plaintext: bool = False) -> None:
+        """Queue AUTH (PLAIN, LOGIN, XOAUTH2 or CRAM-MD5; ``secret`` is the password or
+        the OAuth2 token). Raises LocalProtocolError when TLS is not active and
+        ``allow_plaintext`` is False, or when the mechanism is not offered."""
+    def submit(
+        self,
+        txn_id: int,
+        message: BuiltMessage | None = None,
+        *,
+        sender: str | None = None,
+        recipients: Sequence[str] | None = None,
+        body: bytes | None = None,
+    ) -> None:
+        """Queue one transaction: either a BuiltMessage, or sender + recipients + raw body
+        (bare CR or LF in a raw body is normalized to CRLF, and a final CRLF is
+        added when missing: a bare CR or LF never reaches the wire). Raises
+        SMTPUTF8Required if the message needs SMTPUTF8 and the server lacks it, and
+        InvalidMessage if it exceeds the server's SIZE. Only after Ready."""
+    def quit(self) -> None:
+        """Queue QUIT after everything already queued."""
+    @property
+    def capabilities(self) -> Capabilities | None: ...
+    @property
+    def tls_active(self) -> bool: ...
+    @property
+    def in_flight(self) -> int:
+        """Transactions submitted and not yet resolved."""
+    @property
+    def bytes_in_flight(self) -> int:
+        """Message octets submitted and not yet resolved."""
+    @property
+    def is_ready(self) -> bool:
+        """Ready for submit/auth/starttls (greeting and EHLO done, not closed)."""
+    @property
+    def is_closed(self) -> bool: ...
+
+def dot_stuff(body: bytes) -> bytes:
+    """The DATA encoding of a CRLF body: leading dots doubled, CRLF line endings, ending
+    with CRLF (the terminating ".\\r\\n" is NOT appended). Exposed for tests and benches."""
+
+def parse_replies(data: bytes) -> list[Reply]:
+    """Parse complete replies from ``data`` (for tests, fuzzing and benches); raises
+    RemoteProtocolError on malformed input."""

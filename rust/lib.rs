@@ -1,0 +1,13 @@
+//! fastsmtp's Rust core: every byte fastsmtp puts on or reads from the wire.
+//!
+//! * [`mime`] assembles RFC 5322 / MIME messages and renders per-recipient templates.
+//! * [`protocol`] is a sans-IO SMTP client: it frames pipelined commands and parses replies
+//!   into per-transaction outcomes, without sockets, clocks or threads.
+//! * `python` (feature `python`) holds the PyO3 bindings only: conversion and error mapping
+//!   happen at that edge, the core modules know nothing of Python.
+
+pub mod mime;
+pub mod protocol;
+
+#[cfg(feature = "python")]
+mod python;

@@ -1,0 +1,1 @@
+//! MIME assembly and per-recipient personalization (filled in by the MIME work).

@@ -1,0 +1,1 @@
+//! Sans-IO SMTP client protocol (filled in by the protocol work).

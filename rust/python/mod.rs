@@ -1,0 +1,17 @@
+//! PyO3 bindings: the native module `fastsmtp._fastsmtp`.
+//!
+//! Each submodule converts its part of the core at the edge and registers its classes here.
+
+use pyo3::prelude::*;
+
+pub(crate) mod errors;
+mod mime;
+mod protocol;
+
+#[pymodule]
+fn _fastsmtp(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    mime::register(m)?;
+    protocol::register(m)?;
+    Ok(())
+}
