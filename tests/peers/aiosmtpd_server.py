@@ -327,7 +327,8 @@ class _QuietController(Controller):
     def factory(self) -> SMTP:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
-            return super().factory()
+            server: SMTP = super().factory()  # type: ignore[no-untyped-call]
+            return server
 
 
 def _close_loop(controller: Controller) -> None:

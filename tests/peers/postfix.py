@@ -63,6 +63,8 @@ __all__ = [
     "TlsMode",
     "kill_process_tree",
     "parse_disconnect_stats",
+    "reap_stale",
+    "scratch_root",
 ]
 
 TlsMode = Literal["none", "may", "encrypt"]
@@ -79,6 +81,10 @@ VMAIL_UID = 65534  # "nobody": owner of all delivered Maildirs
 
 # Set FASTSMTP_KEEP_PEERS=1 to keep the temp dirs (configs, logs, Maildirs) for debugging.
 KEEP_ENV = "FASTSMTP_KEEP_PEERS"
+# Where the temp dirs go (default: /dev/shm if usable, else the system temp dir).
+TMPDIR_ENV = "FASTSMTP_PEERS_TMPDIR"
+_SHM = Path("/dev/shm")
+_SHM_MIN_FREE = 1 << 30
 _DIR_PREFIX = "fastsmtp-postfix-"
 _ALT_LOCK = Path(tempfile.gettempdir()) / "fastsmtp-postfix-alternate.lock"
 _QUEUE_DIRS = ("maildrop", "incoming", "active", "deferred", "hold")
@@ -173,6 +179,22 @@ service auth {{
 """
 
 
+def scratch_root() -> Path:
+    """Parent directory for peer temp dirs.
+
+    Postfix fsyncs every queue file and Maildir delivery; on tmpfs that is free, which makes
+    bulk tests ~3x faster (3000 messages: ~3 s instead of ~10 s on this VM's disk).
+    """
+    configured = os.environ.get(TMPDIR_ENV)
+    if configured:
+        return Path(configured)
+    with contextlib.suppress(OSError):
+        st = os.statvfs(_SHM)
+        if os.access(_SHM, os.W_OK | os.X_OK) and st.f_bavail * st.f_frsize >= _SHM_MIN_FREE:
+            return _SHM
+    return Path(tempfile.gettempdir())
+
+
 class PostfixError(RuntimeError):
     """Postfix (or its Dovecot helper) failed to start or misbehaved."""
 
@@ -187,38 +209,58 @@ def _environ_items(pid: int) -> list[bytes]:
         return []
 
 
-def _proc_session(pid: int) -> int | None:
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def _stat_fields(pid: int) -> list[str]:
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
-        return None
-    # Field 2 (comm) may contain spaces; the session id is the 4th field after it.
-    fields = stat.rsplit(")", 1)[1].split()
-    return int(fields[3])
+        return []
+    # Field 2 (comm) may contain spaces and parentheses; split after its closing one.
+    return stat.rsplit(")", 1)[1].split()
 
 
 def _pids() -> list[int]:
     return [int(p) for p in os.listdir("/proc") if p.isdigit()]
 
 
-def kill_process_tree(
-    *, session: int | None = None, environ_marker: bytes | None = None, grace: float = 2.0
-) -> list[int]:
-    """SIGTERM (then SIGKILL) every process in ``session`` or whose environment contains
-    ``environ_marker`` (e.g. ``b"MAIL_CONFIG=/tmp/..."``). Returns the pids it signalled.
+def _alive(pid: int) -> bool:
+    """True if ``pid`` runs and is not a zombie (zombies are reaped by init eventually)."""
+    fields = _stat_fields(pid)
+    return bool(fields) and fields[0] != "Z"
 
-    Used as a safety net after a server's own stop command, so no test leaves daemons behind.
+
+def kill_process_tree(
+    *,
+    session: int | None = None,
+    environ_marker: bytes | None = None,
+    cmdline_marker: bytes | None = None,
+    grace: float = 2.0,
+) -> list[int]:
+    """SIGTERM (then SIGKILL) every live process in ``session``, or with ``environ_marker``
+    as one of its environment entries (e.g. ``b"MAIL_CONFIG=/dev/shm/..."``), or with
+    ``cmdline_marker`` inside its command line. Returns the pids it signalled.
+
+    A safety net after a server's own stop command, so no test leaves daemons behind.
     """
     own = os.getpid()
 
     def victims() -> list[int]:
         found = []
         for pid in _pids():
-            if pid == own:
+            if pid == own or not _alive(pid):
                 continue
-            in_session = session is not None and _proc_session(pid) == session
-            marked = environ_marker is not None and environ_marker in _environ_items(pid)
-            if in_session or marked:
+            fields = _stat_fields(pid)
+            if (
+                (session is not None and len(fields) > 3 and int(fields[3]) == session)
+                or (environ_marker is not None and environ_marker in _environ_items(pid))
+                or (cmdline_marker is not None and cmdline_marker in _cmdline(pid))
+            ):
                 found.append(pid)
         return found
 
@@ -237,13 +279,68 @@ def kill_process_tree(
     return signalled
 
 
-def _alive(pid: int) -> bool:
-    """True if ``pid`` runs and is not a zombie (zombies are reaped by init eventually)."""
+# --------------------------------------------------------------- stale instances
+
+OWNER_FILE = "owner.pid"  # pid of the test process that created a peer temp dir
+
+
+def claim_dir(base: Path) -> None:
+    """Record the current process as owner of a peer temp dir (see ``reap_stale``)."""
+    (base / OWNER_FILE).write_text(f"{os.getpid()}\n")
+
+
+def _owner_alive(base: Path) -> bool:
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
+        pid = int((base / OWNER_FILE).read_text())
+    except (OSError, ValueError):
+        return True  # not claimed yet (being created right now) or unreadable: leave it
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
         return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    except PermissionError:
+        return True
+    return _alive(pid)
+
+
+def reap_stale(root: Path | None = None) -> list[Path]:
+    """Stop servers and delete temp dirs left by test processes that died without cleanup
+    (SIGKILL, OOM, power-off...). Dirs of live test processes are never touched.
+    Returns the dirs removed."""
+    root = root or scratch_root()
+    removed: list[Path] = []
+    for base in sorted(root.glob("fastsmtp-*-*")):
+        if not base.is_dir() or _owner_alive(base):
+            continue
+        etc = base / "etc"
+        if (base / "queue" / "pid" / "master.pid").exists():
+            with contextlib.suppress(OSError, subprocess.SubprocessError):
+                _run([POSTFIX, "-c", str(etc), "stop"], timeout=15)
+        kill_process_tree(environ_marker=f"MAIL_CONFIG={etc}".encode())
+        # Dovecot and smtp-sink name files under the dir on their command lines.
+        kill_process_tree(cmdline_marker=str(base).encode())
+        sink_pid = base / "sink.pid"
+        with contextlib.suppress(OSError, ValueError):
+            pid = int(sink_pid.read_text())
+            if b"smtp-sink" in _cmdline(pid):
+                os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(PostfixError, OSError, subprocess.SubprocessError):
+            _update_alternate_dirs(remove=etc, only_if_listed=True)
+        if not os.environ.get(KEEP_ENV):
+            shutil.rmtree(base, ignore_errors=True)
+        removed.append(base)
+    return removed
+
+
+_reaped = False
+
+
+def reap_stale_once() -> None:
+    """``reap_stale()`` on the first server start of this process."""
+    global _reaped
+    if not _reaped:
+        _reaped = True
+        reap_stale()
 
 
 # ---------------------------------------------------------------- alternate_config_dirs
@@ -272,8 +369,16 @@ def _run(args: list[str], timeout: float = 30.0) -> subprocess.CompletedProcess[
     )
 
 
-def _update_alternate_dirs(add: Path | None = None, remove: Path | None = None) -> None:
+def _update_alternate_dirs(
+    add: Path | None = None, remove: Path | None = None, *, only_if_listed: bool = False
+) -> None:
     """Add/remove a config dir in the default instance's ``alternate_config_directories``."""
+    main_cf = DEFAULT_CONFIG_DIR / "main.cf"
+    if only_if_listed and remove is not None:
+        # Cheap check without taking the lock: most dirs were never registered.
+        with contextlib.suppress(OSError):
+            if str(remove) not in main_cf.read_text(errors="replace"):
+                return
     with _alt_lock():
         res = _run([POSTCONF, "-c", str(DEFAULT_CONFIG_DIR), "-h", "alternate_config_directories"])
         current = [d for d in re.split(r"[\s,]+", res.stdout.strip()) if d]
@@ -326,6 +431,8 @@ class PostfixInstance:
             ``alternate_config_directories`` up front. Not needed when running as root (done
             automatically if Postfix refuses the directory); it edits /etc/postfix/main.cf,
             and every Postfix program reading a main.cf younger than ~2 s stalls ~1.8 s.
+        tmp_root: parent of the instance's temp dir (default ``scratch_root()``: /dev/shm
+            when available, overridable with $FASTSMTP_PEERS_TMPDIR).
     """
 
     def __init__(
@@ -342,6 +449,7 @@ class PostfixInstance:
         extra_config: Mapping[str, str] | None = None,
         start_timeout: float = 20.0,
         register_config_dir: bool = False,
+        tmp_root: str | os.PathLike[str] | None = None,
     ) -> None:
         if tls not in ("none", "may", "encrypt"):
             raise ValueError(f"tls must be 'none', 'may' or 'encrypt', not {tls!r}")
@@ -367,6 +475,7 @@ class PostfixInstance:
         self._master_pid: int | None = None
         self._running = False
         self.register_config_dir = register_config_dir
+        self.tmp_root = Path(tmp_root) if tmp_root is not None else scratch_root()
         self._registered = False
         self._address_cache: dict[Path, str] = {}
 
@@ -428,7 +537,9 @@ class PostfixInstance:
         """Create the temp tree, start Dovecot (if auth) and Postfix; wait for the port."""
         if self._running:
             return self
-        self.base = Path(tempfile.mkdtemp(prefix=_DIR_PREFIX))
+        reap_stale_once()
+        self.base = Path(tempfile.mkdtemp(prefix=_DIR_PREFIX, dir=self.tmp_root))
+        claim_dir(self.base)
         _LIVE.add(self)
         self._running = True  # from here on stop() has something to clean up
         try:

@@ -17,6 +17,7 @@ written while its transaction is in progress; count after the client has finishe
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import shutil
@@ -24,6 +25,7 @@ import signal
 import subprocess
 import tempfile
 import time
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +33,7 @@ from types import TracebackType
 from typing import Self
 
 from .ports import LOCALHOST, free_port, wait_for_listen
+from .postfix import claim_dir, reap_stale_once, scratch_root
 
 __all__ = ["SmtpSink", "SmtpSinkError", "SmtpSource", "SmtpSourceError"]
 
@@ -38,6 +41,18 @@ SMTP_SINK = shutil.which("smtp-sink") or "/usr/sbin/smtp-sink"
 SMTP_SOURCE = shutil.which("smtp-source") or "/usr/sbin/smtp-source"
 NOBODY_UID = 65534
 KEEP_ENV = "FASTSMTP_KEEP_PEERS"
+
+
+_LIVE: weakref.WeakSet[SmtpSink] = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_all() -> None:
+    # Safety net for interrupted test runs: smtp-sink runs in its own session and would
+    # outlive us.
+    for sink in list(_LIVE):
+        with contextlib.suppress(Exception):
+            sink.stop()
 
 
 class SmtpSinkError(RuntimeError):
@@ -132,7 +147,10 @@ class SmtpSink:
     def start(self) -> Self:
         if self._proc is not None:
             return self
-        self.base = Path(tempfile.mkdtemp(prefix="fastsmtp-sink-"))
+        reap_stale_once()
+        self.base = Path(tempfile.mkdtemp(prefix="fastsmtp-sink-", dir=scratch_root()))
+        claim_dir(self.base)
+        _LIVE.add(self)
         os.chmod(self.base, 0o755)
         if self.dump:
             self.dump_dir.mkdir()
@@ -149,6 +167,8 @@ class SmtpSink:
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
                 )
+            # Lets reap_stale() find this sink if the test process dies without stop().
+            (self.base / "sink.pid").write_text(f"{proc.pid}\n")
             deadline = time.monotonic() + self.start_timeout
             try:
                 while proc.poll() is None and time.monotonic() < deadline:
@@ -173,6 +193,7 @@ class SmtpSink:
         self._cleanup()
 
     def _cleanup(self) -> None:
+        _LIVE.discard(self)
         if self.base is not None and not os.environ.get(KEEP_ENV):
             shutil.rmtree(self.base, ignore_errors=True)
 
