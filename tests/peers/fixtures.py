@@ -19,16 +19,19 @@ Postfix needs root and the Debian ``postfix``/``dovecot-core`` packages
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import tempfile
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from .aiosmtpd_server import CaptureServer
 from .certs import TestPKI, make_self_signed, make_test_ca
-from .postfix import POSTFIX, PostfixInstance
+from .postfix import POSTFIX, PostfixInstance, claim_dir, scratch_root
 from .sink import SMTP_SINK, SmtpSink
 
 __all__ = [
@@ -56,14 +59,27 @@ def _require_sink() -> None:
         pytest.skip("smtp-sink -u nobody needs root")
 
 
-@pytest.fixture(scope="session")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> TestPKI:
-    return make_test_ca(tmp_path_factory.mktemp("pki"))
+@contextlib.contextmanager
+def _scratch(prefix: str) -> Iterator[Path]:
+    # Own temp dir (not tmp_path_factory, which keeps the last runs' dirs around).
+    path = Path(tempfile.mkdtemp(prefix=f"fastsmtp-{prefix}-", dir=scratch_root()))
+    claim_dir(path)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
-def untrusted_pki(tmp_path_factory: pytest.TempPathFactory) -> TestPKI:
-    return make_self_signed(tmp_path_factory.mktemp("untrusted"))
+def pki() -> Iterator[TestPKI]:
+    with _scratch("pki") as path:
+        yield make_test_ca(path)
+
+
+@pytest.fixture(scope="session")
+def untrusted_pki() -> Iterator[TestPKI]:
+    with _scratch("untrusted") as path:
+        yield make_self_signed(path)
 
 
 @pytest.fixture(scope="session")

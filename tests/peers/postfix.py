@@ -47,7 +47,7 @@ import subprocess
 import tempfile
 import time
 import weakref
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Literal, Self
@@ -425,6 +425,8 @@ class PostfixInstance:
         smtputf8: advertise SMTPUTF8.
         message_size_limit: the SIZE limit in bytes (0 = unlimited).
         domains: virtual mailbox domains that accept any local part.
+        discard_ehlo_keywords: EHLO keywords to hide, e.g. ``["chunking"]`` or
+            ``["pipelining"]`` (``smtpd_discard_ehlo_keywords``; the commands stay usable).
         extra_config: further ``main.cf`` parameters, applied last (override anything).
         start_timeout: seconds to wait for the listener before failing.
         register_config_dir: list the config dir in the default instance's
@@ -446,6 +448,7 @@ class PostfixInstance:
         smtputf8: bool = True,
         message_size_limit: int = DEFAULT_MESSAGE_SIZE_LIMIT,
         domains: tuple[str, ...] = DEFAULT_DOMAINS,
+        discard_ehlo_keywords: Sequence[str] = (),
         extra_config: Mapping[str, str] | None = None,
         start_timeout: float = 20.0,
         register_config_dir: bool = False,
@@ -467,6 +470,7 @@ class PostfixInstance:
         self.smtputf8 = smtputf8
         self.message_size_limit = message_size_limit
         self.domains = domains
+        self.discard_ehlo_keywords = list(discard_ehlo_keywords)
         self.extra_config: dict[str, str] = dict(extra_config or {})
         self.start_timeout = start_timeout
         self._pki = pki
@@ -658,6 +662,7 @@ class PostfixInstance:
             "smtpd_junk_command_limit": "100000",
             "smtp_tls_security_level": "none",
             "smtpd_tls_security_level": self.tls,
+            "smtpd_discard_ehlo_keywords": ", ".join(self.discard_ehlo_keywords),
         }
         if self.tls != "none":
             assert self._pki is not None
