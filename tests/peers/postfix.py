@@ -1,10 +1,19 @@
 """Private, throw-away Postfix instances (plus Dovecot SASL) as real SMTP peers for tests.
 
 Each ``PostfixInstance`` gets its own config dir, queue, data dir, maillog file and Maildir
-tree under one temp dir, listens on ``127.0.0.1:<free port>`` only and never touches the
-system instance on port 25. Mail for any address at the virtual domains (``example.org``,
-``example.com``, ``example.net`` by default) is delivered to ``<tmp>/mail/<domain>/<local>/``
-Maildirs; every other domain is refused at RCPT time (``554 5.7.1 Relay access denied``).
+under one temp dir (on /dev/shm when possible, see ``scratch_root``), listens on
+``127.0.0.1:<free port>`` only and never touches the system instance on port 25.
+
+* Mail for any local part at the virtual domains (``example.org``, ``example.com``,
+  ``example.net`` by default) is accepted and delivered, one file per recipient, into a
+  single Maildir; ``messages_for(addr)``/``messages_by_address()`` tell recipients apart by
+  the ``Delivered-To`` header Postfix adds (virtual(8) forbids per-address regexp paths).
+* Any other domain is refused at RCPT: ``554 5.7.1 <x@nowhere.invalid>: Relay access denied``.
+* Test hooks: ``MAIL FROM:<reject-NNN@...>`` / ``RCPT TO:<reject-NNN@...>`` are answered with
+  code NNN (any 4xx or 5xx), e.g. ``reject-450@example.org`` for a temporary failure.
+* Nothing is relayed out; bounces to outside senders fail at once (no DNS lookups).
+* Servers left behind by a test process that was killed are reaped on the next start
+  (``reap_stale``), using the ``owner.pid`` file in every temp dir.
 
 Gotchas this module handles (see also /work/shared/PEERS.md):
 
@@ -504,7 +513,7 @@ class PostfixInstance:
 
     @property
     def mail_dir(self) -> Path:
-        """Root of the Maildirs: ``<mail_dir>/<domain>/<localpart>/{new,cur,tmp}``."""
+        """``virtual_mailbox_base``; the one Maildir is ``<mail_dir>/maildir/{new,cur,tmp}``."""
         return self._dir() / "mail"
 
     @property
