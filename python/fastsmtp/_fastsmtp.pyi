@@ -254,7 +254,9 @@ class ClientConnection:
         """Queue STARTTLS. Only when Ready and nothing is in flight."""
     def tls_established(self) -> None:
         """The transport is now TLS: forget pre-TLS capabilities and send EHLO again."""
-    def auth(self, mechanism: str, username: str, secret: str, *, allow_plaintext: bool = False) -> None:
+    def auth(
+        self, mechanism: str, username: str, secret: str, *, allow_plaintext: bool = False
+    ) -> None:
         """Queue AUTH (PLAIN, LOGIN, XOAUTH2 or CRAM-MD5; ``secret`` is the password or
         the OAuth2 token). Raises LocalProtocolError when TLS is not active and
         ``allow_plaintext`` is False, or when the mechanism is not offered."""
