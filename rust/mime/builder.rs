@@ -428,17 +428,16 @@ pub fn assemble(prep: &Prepared, parts: &Parts<'_>, rng: &mut fastrand::Rng) -> 
     )
 }
 
-fn empty_text() -> Piece<'static> {
-    Piece::Bytes(
-        b"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 7bit\r\n\r\n",
-        false,
-    )
-}
+/// The part of a text or html field the layout has but the message lacks.
+const EMPTY_TEXT: Piece<'static> = Piece::Bytes(
+    b"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 7bit\r\n\r\n",
+    false,
+);
 
 fn piece_of<'a>(node: &Node, prep: &'a Prepared, parts: &Parts<'a>) -> Piece<'a> {
     match node {
-        Node::Text => parts.text.unwrap_or_else(|| empty_text()),
-        Node::Html => parts.html.unwrap_or_else(|| empty_text()),
+        Node::Text => parts.text.unwrap_or(EMPTY_TEXT),
+        Node::Html => parts.html.unwrap_or(EMPTY_TEXT),
         Node::Attachment(i) => Piece::Shared(&prep.attachments[*i]),
         Node::Multipart(..) => unreachable!("leaves only"),
     }
@@ -480,6 +479,10 @@ fn write_node(
             let out = w.buf();
             out.extend_from_slice(b"Content-Type: multipart/");
             out.extend_from_slice(subtype.as_bytes());
+            if *subtype == "related" {
+                // RFC 2387 3.1: the type parameter (of the root part) is required.
+                out.extend_from_slice(b";\r\n type=\"text/html\"");
+            }
             out.extend_from_slice(b";\r\n boundary=\"");
             out.extend_from_slice(b.as_bytes());
             out.extend_from_slice(b"\"\r\n\r\n");

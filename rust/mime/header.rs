@@ -153,10 +153,18 @@ pub fn write_encoded_words(h: &mut HeaderLine<'_>, text: &str) {
     let b_len = text.len().div_ceil(3) * 4;
     // Q keeps mostly-ASCII text readable; prefer it unless B is clearly shorter.
     let use_q = q_len <= b_len + b_len / 3;
-    // The first word shares its line with the header name.
-    let first_room = FOLD_AT
-        .saturating_sub(h.column() + 1)
-        .clamp(WORD_OVERHEAD + 12, MAX_WORD);
+    // Text that fits in one encoded-word is written as one (folded onto its own line when
+    // needed): some decoders (Python's email, in phrases) do not drop the whitespace
+    // between adjacent encoded-words as RFC 2047 6.2 says. Longer text starts on the
+    // header's first line.
+    let whole = if use_q { q_len } else { b_len };
+    let first_room = if whole + WORD_OVERHEAD <= MAX_WORD {
+        MAX_WORD
+    } else {
+        FOLD_AT
+            .saturating_sub(h.column() + 1)
+            .clamp(WORD_OVERHEAD + 12, MAX_WORD)
+    };
     let mut room = first_room - WORD_OVERHEAD;
     let mut raw: Vec<u8> = Vec::with_capacity(64);
     let mut word: Vec<u8> = Vec::with_capacity(MAX_WORD);
@@ -508,10 +516,7 @@ mod tests {
         ] {
             let s = unstructured("Subject", &text);
             check_lines(&s, FOLD_AT);
-            for w in s
-                .split(|c| c == ' ' || c == '\n')
-                .filter(|w| w.starts_with("=?"))
-            {
+            for w in s.split([' ', '\n']).filter(|w| w.starts_with("=?")) {
                 assert!(w.trim_end().len() <= 75, "{w}");
             }
             assert_eq!(decode(&s), text);

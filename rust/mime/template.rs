@@ -451,7 +451,13 @@ mod tests {
         let e = t.render(rcpt("a@x.org", &[])).unwrap_err();
         assert_eq!(e.variable(), Some("user.first_name"), "{e:?}");
         let mut r = rcpt("a@x.org", &[]);
-        r.data.insert("user".into(), Value::from_iter([("x", 1)]));
+        r.data.insert(
+            "user".into(),
+            Value::from(std::collections::BTreeMap::from([(
+                "x".to_string(),
+                Value::from(1),
+            )])),
+        );
         let e = t.render(r).unwrap_err();
         assert_eq!(e.variable(), Some("user.first_name"), "{e:?}");
         assert_eq!(e.field, "html");

@@ -4,7 +4,7 @@
 //! runs with the GIL released (`py.detach`), and core errors become `InvalidMessage` /
 //! `TemplateError` instances (from `fastsmtp._errors`) carrying `field` and `variable`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use minijinja::Value;
@@ -208,7 +208,7 @@ pub(crate) fn extract_spec(spec: &Bound<'_, PyAny>) -> PyResult<MessageSpec> {
 }
 
 /// A Python value as a template value: str, bool, int, float, None, dicts (str keys),
-/// lists and tuples map to their Jinja equivalents; anything else becomes `str(value)`.
+/// lists and tuples map to their Jinja equivalents (dicts iterate in key order); anything else becomes `str(value)`.
 fn to_value(obj: &Bound<'_, PyAny>, depth: usize) -> PyResult<Value> {
     if obj.is_none() {
         return Ok(Value::from(()));
@@ -232,11 +232,11 @@ fn to_value(obj: &Bound<'_, PyAny>, depth: usize) -> PyResult<Value> {
     }
     if depth < 64 {
         if let Ok(d) = obj.cast::<PyDict>() {
-            let mut items = Vec::with_capacity(d.len());
+            let mut items = BTreeMap::new();
             for (k, v) in d.iter() {
-                items.push((key_string(&k)?, to_value(&v, depth + 1)?));
+                items.insert(key_string(&k)?, to_value(&v, depth + 1)?);
             }
-            return Ok(Value::from_iter(items));
+            return Ok(Value::from(items));
         }
         if obj.is_instance_of::<PyList>() || obj.is_instance_of::<PyTuple>() {
             let mut items = Vec::new();
