@@ -1,6 +1,6 @@
 """Servers and load generators for the throughput benchmarks, all on 127.0.0.1.
 
-``SmtpSink`` runs Postfix's ``smtp-sink`` (a fast C sink that offers PIPELINING but not
+``BenchSink`` runs Postfix's ``smtp-sink`` (a fast C sink that offers PIPELINING but not
 CHUNKING); ``bench_postfix`` starts a private Postfix ``smtpd`` (CHUNKING) that accepts every
 message and throws it away, so what is measured is the SMTP exchange, not disk delivery;
 ``run_smtp_source`` runs Postfix's ``smtp-source`` and reports its CPU from ``wait4``.
@@ -13,7 +13,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,28 +25,11 @@ from types import TracebackType
 from typing import Self
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))  # for tests.peers, the test suite's server helpers
 LOCALHOST = "127.0.0.1"
-SMTP_SINK = shutil.which("smtp-sink") or "/usr/sbin/smtp-sink"
 SMTP_SOURCE = shutil.which("smtp-source") or "/usr/sbin/smtp-source"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((LOCALHOST, 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
-def wait_for_port(port: int, timeout: float = 10.0) -> None:
-    """Block until 127.0.0.1:port accepts a connection (raises TimeoutError)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), socket.create_connection((LOCALHOST, port), 0.5):
-            return
-        time.sleep(0.02)
-    raise TimeoutError(f"nothing listening on {LOCALHOST}:{port} after {timeout:g}s")
 
 
 def process_cpu_seconds(pid: int) -> float:
@@ -61,38 +43,25 @@ def process_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
-class SmtpSink:
-    """``smtp-sink -u nobody 127.0.0.1:PORT 1024`` as a context manager.
+class BenchSink:
+    """The test suite's ``SmtpSink`` (tests/peers/sink.py), plus its CPU time."""
 
-    ``-c`` (a live counter) is never used: it rewrites a terminal line forever.
-    """
+    def __init__(self) -> None:
+        from tests.peers.sink import SmtpSink
 
-    def __init__(self, backlog: int = 1024) -> None:
-        self.backlog = backlog
-        self.port = 0
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.sink = SmtpSink()
 
     def __enter__(self) -> Self:
-        if not os.path.exists(SMTP_SINK):
-            raise RuntimeError("smtp-sink not found: apt-get install postfix")
-        self.port = free_port()
-        # As root smtp-sink insists on dropping privileges to some user.
-        user = ["-u", "nobody"] if os.geteuid() == 0 else []
-        self.proc = subprocess.Popen(
-            [SMTP_SINK, *user, f"{LOCALHOST}:{self.port}", str(self.backlog)],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            wait_for_port(self.port)
-        except BaseException:
-            self.__exit__(None, None, None)
-            raise
+        self.sink.start()
         return self
 
+    @property
+    def port(self) -> int:
+        return self.sink.port
+
     def cpu_seconds(self) -> float:
-        return process_cpu_seconds(self.proc.pid) if self.proc else 0.0
+        proc = self.sink._proc  # the one running smtp-sink process
+        return process_cpu_seconds(proc.pid) if proc is not None else 0.0
 
     def __exit__(
         self,
@@ -100,14 +69,7 @@ class SmtpSink:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self.proc = None
+        self.sink.stop()
 
 
 # Postfix accepts each message and drops it before the queue: RCPT-stage DISCARD makes
@@ -127,20 +89,12 @@ POSTFIX_DISCARD_CONFIG = {
 @contextlib.contextmanager
 def bench_postfix() -> Iterator[tuple[int, object]]:
     """A private Postfix ``smtpd`` (tests/peers/postfix.py) on a free port that accepts and
-    discards all mail; its queue lives on tmpfs (/dev/shm) when there is one. Yields
+    discards all mail (its temp tree is on tmpfs when there is one). Yields
     (port, instance)."""
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
     from tests.peers.postfix import PostfixInstance
 
-    saved = tempfile.tempdir
-    if os.path.isdir("/dev/shm"):
-        tempfile.tempdir = "/dev/shm"  # the instance's temp tree (queue, config) goes here
-    try:
-        instance = PostfixInstance(extra_config=POSTFIX_DISCARD_CONFIG, smtputf8=False)
-        instance.start()
-    finally:
-        tempfile.tempdir = saved
+    instance = PostfixInstance(extra_config=POSTFIX_DISCARD_CONFIG, smtputf8=False)
+    instance.start()
     try:
         yield instance.port, instance
     finally:

@@ -43,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _peers import (
     ROOT,
-    SmtpSink,
+    BenchSink,
     bench_postfix,
     run_smtp_source,
 )
@@ -429,7 +429,7 @@ def servers(plan: list[Scenario]) -> Iterator[dict[str, tuple[int, Any]]]:
     with contextlib.ExitStack() as stack:
         found: dict[str, tuple[int, Any]] = {}
         if any(s.server == "sink" for s in plan):
-            sink = stack.enter_context(SmtpSink())
+            sink = stack.enter_context(BenchSink())
             found["sink"] = (sink.port, sink.cpu_seconds)
         if any(s.server == "postfix" for s in plan):
             port, _ = stack.enter_context(bench_postfix())
