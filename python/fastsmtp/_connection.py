@@ -15,7 +15,7 @@ import itertools
 import logging
 import ssl
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from fastsmtp import _fastsmtp as core
 from fastsmtp._config import EngineConfig
@@ -73,6 +73,7 @@ class Connection(asyncio.Protocol):
         self.capabilities: core.Capabilities | None = None
         self.bytes_sent = 0
         self._handshake: asyncio.Future[Any] | None = None
+        self._early_events: list[Any] = []
         self._closed_waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._can_write = asyncio.Event()
         self._can_write.set()
@@ -84,8 +85,8 @@ class Connection(asyncio.Protocol):
     # -- asyncio.Protocol ---------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports are not asyncio.Transport subclasses: no isinstance check.
+        self.transport = cast(asyncio.Transport, transport)
         self._touch()
 
     def data_received(self, data: bytes) -> None:
@@ -128,12 +129,13 @@ class Connection(asyncio.Protocol):
                 self._mark_closed(event.reason)
                 if self.transport is not None:
                     self.transport.close()
-            elif (
-                isinstance(event, _HANDSHAKE_EVENTS)
-                and self._handshake is not None
-                and not self._handshake.done()
-            ):
-                self._handshake.set_result(event)
+            elif isinstance(event, _HANDSHAKE_EVENTS):
+                if self._handshake is not None and not self._handshake.done():
+                    self._handshake.set_result(event)
+                else:
+                    # The greeting and the EHLO reply can both arrive before _setup() waits
+                    # for them (a busy loop between connection_made and _expect): keep it.
+                    self._early_events.append(event)
 
     def _mark_closed(self, reason: str) -> None:
         if self.closed:
@@ -161,15 +163,20 @@ class Connection(asyncio.Protocol):
 
     async def _expect(self, wanted: type[Any], limit: float, what: str) -> Any:
         loop = asyncio.get_running_loop()
-        self._handshake = loop.create_future()
         self._flush()
-        try:
-            event = await asyncio.wait_for(self._handshake, limit)
-        except TimeoutError:
-            self.abort(f"timed out waiting for {what}")
-            raise SMTPTimeoutError(f"timed out after {limit:g}s waiting for {what}") from None
-        finally:
-            self._handshake = None
+        if self._early_events:
+            event = self._early_events.pop(0)
+        elif self.closed:
+            raise SMTPConnectionError(f"connection closed: {self.close_reason}")
+        else:
+            self._handshake = loop.create_future()
+            try:
+                event = await asyncio.wait_for(self._handshake, limit)
+            except TimeoutError:
+                self.abort(f"timed out waiting for {what}")
+                raise SMTPTimeoutError(f"timed out after {limit:g}s waiting for {what}") from None
+            finally:
+                self._handshake = None
         if isinstance(event, core.CommandFailed):
             reply = event.reply
             raise SMTPReplyError(
