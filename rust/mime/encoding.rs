@@ -178,6 +178,32 @@ const fn qp_literal_table() -> [bool; 256] {
 }
 const QP_LITERAL: [bool; 256] = qp_literal_table();
 
+/// The end of the run of [`QP_LITERAL`] octets starting at `from`. Eight octets at a time
+/// (SWAR): a word is all printable ASCII without "=" when no octet is below 0x20, none is
+/// 0x7F or above, and none equals "="; TAB falls back to the octet loop.
+fn literal_run_end(line: &[u8], from: usize) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
+    let mut j = from;
+    while j + 8 <= line.len() {
+        let w = u64::from_le_bytes(line[j..j + 8].try_into().expect("8 octets"));
+        let below_space = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
+        let special = below_space
+            | (w & HIGH)
+            | has_zero(w ^ (ONES * 0x7f))
+            | has_zero(w ^ (ONES * u64::from(b'=')));
+        if special != 0 {
+            break;
+        }
+        j += 8;
+    }
+    while j < line.len() && QP_LITERAL[line[j] as usize] {
+        j += 1;
+    }
+    j
+}
+
 fn qp_escape(b: u8, out: &mut Vec<u8>) {
     out.extend_from_slice(&[b'=', HEX[(b >> 4) as usize], HEX[(b & 15) as usize]]);
 }
@@ -199,10 +225,7 @@ fn qp_line(line: &[u8], out: &mut Vec<u8>) {
             i += 1;
             continue;
         }
-        let mut j = i;
-        while j < n && QP_LITERAL[line[j] as usize] {
-            j += 1;
-        }
+        let mut j = literal_run_end(line, i);
         // Whitespace at the end of a line must be escaped (rule 3).
         if j == n && j > i && matches!(line[j - 1], b' ' | b'\t') {
             j -= 1;
