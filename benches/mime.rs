@@ -69,7 +69,14 @@ fn recipients(n: usize) -> Vec<Recipient> {
         .map(|i| {
             let data = [
                 ("first_name", format!("Anna{i}")),
-                ("last_name", if i % 3 == 0 { "Müller".into() } else { "Smith".into() }),
+                (
+                    "last_name",
+                    if i % 3 == 0 {
+                        "Müller".into()
+                    } else {
+                        "Smith".into()
+                    },
+                ),
                 ("order_id", format!("A-{}", 100_000 + i)),
                 ("amount", format!("{}.99", 10 + i % 90)),
                 ("street", format!("{i} Long Street")),
