@@ -360,6 +360,8 @@ impl PyTemplate {
 }
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    // The stubs' `MessageSpec` alias: a plain dict at runtime.
+    m.add("MessageSpec", m.py().get_type::<PyDict>())?;
     m.add_class::<PyBuiltMessage>()?;
     m.add_class::<PyTemplate>()?;
     m.add_function(wrap_pyfunction!(build_message, m)?)?;
