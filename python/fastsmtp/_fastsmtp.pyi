@@ -71,7 +71,7 @@ class Template:
     Raises InvalidMessage / TemplateError (a syntax error, naming the field).
     """
 
-    def __init__(self, spec: MessageSpec, data: dict[str, Any] | None = None) -> None: ...
+    def __new__(cls, spec: MessageSpec, data: dict[str, Any] | None = None) -> Template: ...
     @property
     def variables(self) -> frozenset[str]:
         """Top-level variable names the templates use."""
