@@ -35,6 +35,7 @@ log = logging.getLogger("fastsmtp")
 Settled = Callable[["Connection", Job, Any], None]
 """Called with (connection, job, TransactionResult | TransactionAborted)."""
 
+_TXN_EVENTS = (core.TransactionResult, core.TransactionAborted)
 _HANDSHAKE_EVENTS = (
     core.Ready,
     core.StartTlsReady,
@@ -74,7 +75,8 @@ class Connection(asyncio.Protocol):
         self.bytes_sent = 0
         self._handshake: asyncio.Future[Any] | None = None
         self._early_events: list[Any] = []
-        self._closed_waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._loop = asyncio.get_running_loop()
+        self._closed_waiter: asyncio.Future[None] = self._loop.create_future()
         self._can_write = asyncio.Event()
         self._can_write.set()
         self._capacity = asyncio.Event()
@@ -117,7 +119,7 @@ class Connection(asyncio.Protocol):
             self.bytes_sent += len(out)
             self.transport.write(out)
         for event in events:
-            if isinstance(event, core.TransactionResult | core.TransactionAborted):
+            if isinstance(event, _TXN_EVENTS):
                 job = self.jobs.pop(event.txn_id)
                 self.on_settled(self, job, event)
                 if not self._capacity.is_set() and self._has_capacity():
@@ -157,7 +159,7 @@ class Connection(asyncio.Protocol):
         self.jobs.clear()
 
     def _touch(self) -> None:
-        self._last_activity = asyncio.get_running_loop().time()
+        self._last_activity = self._loop.time()
 
     # -- set-up -------------------------------------------------------------------------
 
@@ -320,7 +322,7 @@ class Connection(asyncio.Protocol):
         """Queue one transaction; call flush() after a group of submits."""
         txn_id = next(self._ids)
         message = job.message
-        if len(job.recipients) == len(message.recipients):
+        if not job.partial:
             self.core.submit(txn_id, message)
         else:  # a retry for some of the message's recipients only
             self.core.submit(

@@ -42,6 +42,12 @@ def _recipient_tuple(item: RecipientLike) -> tuple[str, str | None, dict[str, An
     if isinstance(item, Recipient):
         return (item.address, item.name, item.data)
     if isinstance(item, dict):
+        address = item.get("address")
+        name = item.get("name")
+        if isinstance(address, str) and (name is None or isinstance(name, str)):
+            # The common shape: hand the dict over as the data, uncopied. Its "address" and
+            # "name" keys render exactly as the separate arguments would (same values).
+            return (address, name, item)
         data = dict(item)
         address = data.pop("address", None) or data.pop("email", None)
         if not isinstance(address, str):
@@ -153,8 +159,7 @@ class Engine:
             self._drained.clear()
 
     def _count(self, result: Result) -> None:
-        stats = self.stats
-        setattr(stats, result.status, getattr(stats, result.status) + 1)
+        _bump(self.stats, result.status)
         self._outstanding -= 1
         if self._outstanding == 0 and self._drained is not None:
             self._drained.set()
@@ -238,7 +243,8 @@ class Engine:
         def done(result: Result) -> None:
             nonlocal outstanding
             self._count(result)
-            report.count(result.status)
+            report.total += 1
+            _bump(report, result.status)
             outstanding -= 1
             if on_result is not None:
                 try:
@@ -283,7 +289,8 @@ class Engine:
                 if isinstance(built, Exception):
                     fail(index, address, built)
                 else:
-                    jobs.append(Job(built, list(built.recipients), [index], done))
+                    # .recipients makes a new list on each access: no copy needed.
+                    jobs.append(Job(built, built.recipients, [index], done))
                 index += 1
             if jobs:
                 outstanding += len(jobs)
@@ -350,6 +357,18 @@ async def _chunks(items: Iterable[T] | AsyncIterable[T], size: int) -> AsyncIter
                 chunk = []
     if chunk:
         yield chunk
+
+
+def _bump(counts: Stats | BatchReport, status: str) -> None:
+    """Add one to the counter named by a Result status (no getattr/setattr per result)."""
+    if status == "accepted":
+        counts.accepted += 1
+    elif status == "rejected":
+        counts.rejected += 1
+    elif status == "deferred":
+        counts.deferred += 1
+    else:
+        counts.failed += 1
 
 
 _BUILTIN_VARIABLES = frozenset({"address", "email", "name"})

@@ -24,7 +24,7 @@ class Job:
     per recipient with its final Result; a job finishes when every recipient has one.
     """
 
-    __slots__ = ("attempts", "done", "indexes", "message", "recipients", "size")
+    __slots__ = ("attempts", "done", "indexes", "message", "partial", "recipients", "size")
 
     def __init__(
         self,
@@ -33,12 +33,14 @@ class Job:
         indexes: list[int],
         done: Callable[[Result], None],
         attempts: int = 0,
+        partial: bool = False,
     ) -> None:
         self.message = message
         self.recipients = recipients
         self.indexes = indexes
         self.done = done
         self.attempts = attempts
+        self.partial = partial  # only some of the message's recipients are left (a retry)
         self.size = len(message)
 
     def result(
@@ -76,6 +78,7 @@ class Job:
             [self.indexes[i] for i in positions],
             self.done,
             self.attempts,
+            partial=True,
         )
 
 
