@@ -122,7 +122,7 @@ class Connection(asyncio.Protocol):
             if isinstance(event, _TXN_EVENTS):
                 job = self.jobs.pop(event.txn_id)
                 self.on_settled(self, job, event)
-                if not self._capacity.is_set() and self._has_capacity():
+                if not self._capacity.is_set() and self._below_low_water():
                     self._capacity.set()
             elif isinstance(event, core.Closed):
                 self.close_reason = event.reason
@@ -302,6 +302,14 @@ class Connection(asyncio.Protocol):
         return (
             self.core.in_flight < self.config.window
             and self.core.bytes_in_flight < self.config.window_bytes
+        )
+
+    def _below_low_water(self) -> bool:
+        # A full window is refilled once half of it has drained, not one slot at a time:
+        # each worker wake-up then submits a large group instead of one or two messages.
+        return (
+            self.core.in_flight <= self.config.window // 2
+            and self.core.bytes_in_flight <= self.config.window_bytes // 2
         )
 
     async def wait_capacity(self) -> None:
