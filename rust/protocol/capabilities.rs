@@ -137,14 +137,14 @@ mod tests {
         assert_eq!(caps(b"250-x\r\n250 SIZE\r\n").size, Some(0));
         assert_eq!(caps(b"250-x\r\n250 size nonsense\r\n").size, Some(0));
         assert_eq!(caps(b"250-x\r\n250 SIZE 0\r\n").size, Some(0));
-        assert_eq!(caps(b"250-x\r\n250 pipelining\r\n").pipelining, true);
+        assert!(caps(b"250-x\r\n250 pipelining\r\n").pipelining);
         assert_eq!(
             caps(b"250-x\r\n250 AUTH=login cram-md5\r\n").auth,
             vec!["LOGIN", "CRAM-MD5"]
         );
-        assert_eq!(caps(b"250-x\r\n250-\r\n250    \r\n").pipelining, false);
+        assert!(!caps(b"250-x\r\n250-\r\n250    \r\n").pipelining);
         // The domain line is never a keyword.
-        assert_eq!(caps(b"250-PIPELINING\r\n250 HELP\r\n").pipelining, false);
+        assert!(!caps(b"250-PIPELINING\r\n250 HELP\r\n").pipelining);
         assert!(!Capabilities::helo().esmtp);
     }
 }

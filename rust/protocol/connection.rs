@@ -877,7 +877,7 @@ impl ClientConnection {
         }
         let lockstep = self.lockstep();
         let chunking = self.chunking();
-        while !(lockstep && !self.expected.is_empty()) {
+        while !lockstep || self.expected.is_empty() {
             let Some(mut txn) = self.pending.pop_front() else {
                 break;
             };
