@@ -43,10 +43,22 @@ class BuiltMessage:
     def __len__(self) -> int:
         """Size of the message in octets."""
     def as_bytes(self) -> bytes: ...
+    def _shared_chunks(self) -> list[int]:
+        """Addresses of the byte chunks this message shares with its Template (parts
+        encoded once per batch); for tests."""
 
 def build_message(spec: MessageSpec) -> BuiltMessage:
     """Validate and assemble one message literally (no template rendering).
-    Raises InvalidMessage naming the field."""
+    Raises InvalidMessage naming the field.
+
+    Rules: every address is ``local@domain``, ``<local@domain>`` or ``Name <local@domain>``
+    (RFC 5321 Mailbox after IDNA; a non-ASCII local part makes the message SMTPUTF8). CR,
+    LF and NUL are refused in every header value, name, filename and content id. Extra
+    ``headers`` must have RFC 5322 names (printable ASCII, no ":", at most 76 octets) and
+    may not be From, To, Cc, Bcc, Reply-To, Subject, Date, Message-ID, MIME-Version,
+    Return-Path or any Content-* header (the builder owns those). Bcc never appears in
+    the headers. A text body without a final newline gets one. Without a Date, no Date
+    header is written."""
 
 @final
 class Template:
@@ -63,6 +75,14 @@ class Template:
     @property
     def variables(self) -> frozenset[str]:
         """Top-level variable names the templates use."""
+    @property
+    def recipient_variables(self) -> frozenset[str]:
+        """``variables`` minus the batch data's keys and the builtins (address, email,
+        name): what each recipient's data must provide. A name in it that no recipient's
+        data has is missing for every recipient."""
+    def _shared_parts(self) -> list[int]:
+        """Addresses of the parts encoded once for the batch (attachments, then static
+        text and html); for tests."""
     def render(
         self, recipients: Sequence[tuple[str, str | None, dict[str, Any] | None]]
     ) -> list[BuiltMessage | Exception]:
@@ -254,7 +274,9 @@ class ClientConnection:
         """Queue STARTTLS. Only when Ready and nothing is in flight."""
     def tls_established(self) -> None:
         """The transport is now TLS: forget pre-TLS capabilities and send EHLO again."""
-    def auth(self, mechanism: str, username: str, secret: str, *, allow_plaintext: bool = False) -> None:
+    def auth(
+        self, mechanism: str, username: str, secret: str, *, allow_plaintext: bool = False
+    ) -> None:
         """Queue AUTH (PLAIN, LOGIN, XOAUTH2 or CRAM-MD5; ``secret`` is the password or
         the OAuth2 token). Raises LocalProtocolError when TLS is not active and
         ``allow_plaintext`` is False, or when the mechanism is not offered."""

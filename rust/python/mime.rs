@@ -1,6 +1,367 @@
-//! Bindings for [`crate::mime`].
-use pyo3::prelude::*;
+//! Bindings for [`crate::mime`]: `build_message`, `BuiltMessage` and `Template`.
+//!
+//! Python inputs are converted to the core's plain Rust types first; the byte work then
+//! runs with the GIL released (`py.detach`), and core errors become `InvalidMessage` /
+//! `TemplateError` instances (from `fastsmtp._errors`) carrying `field` and `variable`.
 
-pub(crate) fn register(_m: &Bound<'_, PyModule>) -> PyResult<()> {
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use minijinja::Value;
+use pyo3::exceptions::PyTypeError;
+use pyo3::prelude::*;
+use pyo3::types::{
+    PyBool, PyByteArray, PyBytes, PyDict, PyFloat, PyFrozenSet, PyInt, PyList, PyString, PyTuple,
+};
+
+use super::errors::new_error;
+use crate::mime::{self, AttachmentSpec, MessageSpec, MimeError, MimeErrorKind};
+
+/// A core error as a Python exception instance.
+pub(crate) fn mime_err(py: Python<'_>, e: &MimeError) -> PyErr {
+    let field = Some(e.field.as_str());
+    match &e.kind {
+        MimeErrorKind::Invalid => new_error(py, "InvalidMessage", &e.message, &[("field", field)]),
+        MimeErrorKind::Template => new_error(
+            py,
+            "TemplateError",
+            &e.message,
+            &[("field", field), ("variable", None)],
+        ),
+        MimeErrorKind::UndefinedVariable(v) => new_error(
+            py,
+            "TemplateError",
+            &e.message,
+            &[("field", field), ("variable", Some(v))],
+        ),
+    }
+}
+
+/// One assembled message (immutable, shareable across threads).
+#[pyclass(frozen, name = "BuiltMessage", module = "fastsmtp._fastsmtp")]
+pub struct PyBuiltMessage {
+    /// The core message; the protocol bindings borrow its bytes from here.
+    pub(crate) inner: mime::BuiltMessage,
+}
+
+#[pymethods]
+impl PyBuiltMessage {
+    #[getter]
+    fn envelope_sender(&self) -> &str {
+        self.inner.envelope_sender()
+    }
+
+    #[getter]
+    fn recipients(&self) -> Vec<String> {
+        self.inner.recipients().to_vec()
+    }
+
+    #[getter]
+    fn message_id(&self) -> &str {
+        self.inner.message_id()
+    }
+
+    #[getter]
+    fn smtputf8(&self) -> bool {
+        self.inner.smtputf8()
+    }
+
+    #[getter]
+    fn eight_bit(&self) -> bool {
+        self.inner.eight_bit()
+    }
+
+    fn __len__(&self) -> usize {
+        self.inner.len()
+    }
+
+    fn as_bytes<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+        PyBytes::new_with(py, self.inner.len(), |buf| {
+            let mut at = 0;
+            for chunk in self.inner.chunks() {
+                buf[at..at + chunk.len()].copy_from_slice(chunk);
+                at += chunk.len();
+            }
+            Ok(())
+        })
+    }
+
+    /// Addresses of the shared chunks (parts encoded once per template), for tests.
+    fn _shared_chunks(&self) -> Vec<usize> {
+        self.inner
+            .shared_chunks()
+            .map(|a| a.as_ptr() as usize)
+            .collect()
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "<BuiltMessage {} from {:?} to {} recipient(s), {} octets>",
+            self.inner.message_id(),
+            self.inner.envelope_sender(),
+            self.inner.recipients().len(),
+            self.inner.len()
+        )
+    }
+}
+
+/// `spec[key]` for a dict, `spec.key` otherwise; `None` when absent or None.
+fn get<'py>(obj: &Bound<'py, PyAny>, key: &str) -> PyResult<Option<Bound<'py, PyAny>>> {
+    let v = if let Ok(d) = obj.cast::<PyDict>() {
+        d.get_item(key)?
+    } else {
+        match obj.getattr(key) {
+            Ok(v) => Some(v),
+            Err(e) if e.is_instance_of::<pyo3::exceptions::PyAttributeError>(obj.py()) => None,
+            Err(e) => return Err(e),
+        }
+    };
+    Ok(v.filter(|v| !v.is_none()))
+}
+
+fn get_str(obj: &Bound<'_, PyAny>, key: &str) -> PyResult<Option<String>> {
+    get(obj, key)?
+        .map(|v| {
+            v.extract::<String>()
+                .map_err(|_| PyTypeError::new_err(format!("{key} must be a str")))
+        })
+        .transpose()
+}
+
+fn get_str_list(obj: &Bound<'_, PyAny>, key: &str) -> PyResult<Vec<String>> {
+    match get(obj, key)? {
+        None => Ok(Vec::new()),
+        Some(v) if v.is_instance_of::<PyString>() => Ok(vec![v.extract()?]),
+        Some(v) => v
+            .extract()
+            .map_err(|_| PyTypeError::new_err(format!("{key} must be a list of str"))),
+    }
+}
+
+fn get_bytes(v: &Bound<'_, PyAny>) -> PyResult<Arc<[u8]>> {
+    if let Ok(b) = v.cast::<PyBytes>() {
+        return Ok(Arc::from(b.as_bytes()));
+    }
+    if let Ok(b) = v.cast::<PyByteArray>() {
+        return Ok(Arc::from(b.to_vec()));
+    }
+    let b: Vec<u8> = v
+        .call_method0("__bytes__")
+        .and_then(|b| {
+            b.cast_into::<PyBytes>()
+                .map_err(Into::into)
+                .map(|b| b.as_bytes().to_vec())
+        })
+        .map_err(|_| PyTypeError::new_err("attachment content must be bytes"))?;
+    Ok(Arc::from(b))
+}
+
+/// Convert a MessageSpec dict (see `_fastsmtp.pyi`) to the core's [`MessageSpec`].
+pub(crate) fn extract_spec(spec: &Bound<'_, PyAny>) -> PyResult<MessageSpec> {
+    let mut attachments = Vec::new();
+    if let Some(list) = get(spec, "attachments")? {
+        for a in list.try_iter()? {
+            let a = a?;
+            attachments.push(AttachmentSpec {
+                filename: get_str(&a, "filename")?.unwrap_or_default(),
+                content: match get(&a, "content")? {
+                    Some(c) => get_bytes(&c)?,
+                    None => Arc::from(&b""[..]),
+                },
+                content_type: get_str(&a, "content_type")?.unwrap_or_default(),
+                inline: get(&a, "inline")?
+                    .map(|v| v.is_truthy())
+                    .transpose()?
+                    .unwrap_or(false),
+                content_id: get_str(&a, "content_id")?,
+            });
+        }
+    }
+    let headers: Vec<(String, String)> = match get(spec, "headers")? {
+        None => Vec::new(),
+        Some(h) => {
+            let items = if let Ok(d) = h.cast::<PyDict>() {
+                d.items().into_any()
+            } else {
+                h
+            };
+            items
+                .extract()
+                .map_err(|_| PyTypeError::new_err("headers must be a list of (str, str) pairs"))?
+        }
+    };
+    Ok(MessageSpec {
+        sender: get_str(spec, "sender")?.unwrap_or_default(),
+        to: get_str_list(spec, "to")?,
+        cc: get_str_list(spec, "cc")?,
+        bcc: get_str_list(spec, "bcc")?,
+        reply_to: get_str_list(spec, "reply_to")?,
+        subject: get_str(spec, "subject")?.unwrap_or_default(),
+        text: get_str(spec, "text")?,
+        html: get_str(spec, "html")?,
+        attachments,
+        headers,
+        envelope_sender: get_str(spec, "envelope_sender")?,
+        message_id: get_str(spec, "message_id")?,
+        date: get_str(spec, "date")?,
+    })
+}
+
+/// A Python value as a template value: str, bool, int, float, None, dicts (str keys),
+/// lists and tuples map to their Jinja equivalents (dicts iterate in key order); anything else becomes `str(value)`.
+fn to_value(obj: &Bound<'_, PyAny>, depth: usize) -> PyResult<Value> {
+    if obj.is_none() {
+        return Ok(Value::from(()));
+    }
+    if let Ok(s) = obj.cast::<PyString>() {
+        return Ok(Value::from(s.to_str()?));
+    }
+    if let Ok(b) = obj.cast::<PyBool>() {
+        return Ok(Value::from(b.is_true()));
+    }
+    if let Ok(i) = obj.cast::<PyInt>() {
+        if let Ok(v) = i.extract::<i64>() {
+            return Ok(Value::from(v));
+        }
+        if let Ok(v) = i.extract::<i128>() {
+            return Ok(Value::from(v));
+        }
+    }
+    if let Ok(f) = obj.cast::<PyFloat>() {
+        return Ok(Value::from(f.value()));
+    }
+    if depth < 64 {
+        if let Ok(d) = obj.cast::<PyDict>() {
+            let mut items = BTreeMap::new();
+            for (k, v) in d.iter() {
+                items.insert(key_string(&k)?, to_value(&v, depth + 1)?);
+            }
+            return Ok(Value::from(items));
+        }
+        if obj.is_instance_of::<PyList>() || obj.is_instance_of::<PyTuple>() {
+            let mut items = Vec::new();
+            for v in obj.try_iter()? {
+                items.push(to_value(&v?, depth + 1)?);
+            }
+            return Ok(Value::from(items));
+        }
+    }
+    Ok(Value::from(obj.str()?.to_str()?))
+}
+
+fn key_string(k: &Bound<'_, PyAny>) -> PyResult<String> {
+    match k.cast::<PyString>() {
+        Ok(s) => Ok(s.to_str()?.to_owned()),
+        Err(_) => Ok(k.str()?.to_str()?.to_owned()),
+    }
+}
+
+fn to_data(d: Option<&Bound<'_, PyAny>>) -> PyResult<mime::template::Data> {
+    let Some(d) = d.filter(|d| !d.is_none()) else {
+        return Ok(HashMap::new());
+    };
+    let d = d
+        .cast::<PyDict>()
+        .map_err(|_| PyTypeError::new_err("template data must be a dict"))?;
+    let mut out = HashMap::with_capacity(d.len());
+    for (k, v) in d.iter() {
+        out.insert(key_string(&k)?, to_value(&v, 0)?);
+    }
+    Ok(out)
+}
+
+/// Validate and assemble one message literally (no template rendering).
+#[pyfunction]
+fn build_message(py: Python<'_>, spec: &Bound<'_, PyAny>) -> PyResult<PyBuiltMessage> {
+    let spec = extract_spec(spec)?;
+    match py.detach(|| mime::build_message(&spec)) {
+        Ok(inner) => Ok(PyBuiltMessage { inner }),
+        Err(e) => Err(mime_err(py, &e)),
+    }
+}
+
+/// A message template compiled once for a batch.
+#[pyclass(frozen, name = "Template", module = "fastsmtp._fastsmtp")]
+pub struct PyTemplate {
+    inner: mime::Template,
+}
+
+#[pymethods]
+impl PyTemplate {
+    #[new]
+    #[pyo3(signature = (spec, data = None))]
+    fn new(
+        py: Python<'_>,
+        spec: &Bound<'_, PyAny>,
+        data: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
+        let spec = extract_spec(spec)?;
+        let data = to_data(data)?;
+        match py.detach(|| mime::Template::new(&spec, data)) {
+            Ok(inner) => Ok(PyTemplate { inner }),
+            Err(e) => Err(mime_err(py, &e)),
+        }
+    }
+
+    #[getter]
+    fn variables<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyFrozenSet>> {
+        PyFrozenSet::new(py, self.inner.variables().iter())
+    }
+
+    #[getter]
+    fn recipient_variables<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyFrozenSet>> {
+        PyFrozenSet::new(py, self.inner.recipient_variables().iter())
+    }
+
+    fn render<'py>(
+        &self,
+        py: Python<'py>,
+        recipients: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let mut inputs = Vec::with_capacity(recipients.len().unwrap_or(0));
+        for item in recipients.try_iter()? {
+            let item = item?;
+            let tuple = item.cast::<PyTuple>().map_err(|_| {
+                PyTypeError::new_err("each recipient must be an (address, name, data) tuple")
+            })?;
+            if tuple.len() != 3 {
+                return Err(PyTypeError::new_err(
+                    "each recipient must be an (address, name, data) tuple",
+                ));
+            }
+            let address: String = tuple.get_item(0)?.extract()?;
+            let name: Option<String> = tuple.get_item(1)?.extract()?;
+            let data = to_data(Some(&tuple.get_item(2)?))?;
+            inputs.push(mime::Recipient {
+                address,
+                name,
+                data,
+            });
+        }
+        let results = py.detach(|| self.inner.render_batch(inputs));
+        let out = PyList::empty(py);
+        for r in results {
+            match r {
+                Ok(inner) => out.append(Bound::new(py, PyBuiltMessage { inner })?)?,
+                Err(e) => out.append(mime_err(py, &e).into_value(py))?,
+            }
+        }
+        Ok(out)
+    }
+
+    /// Addresses of the parts encoded once for the batch, for tests.
+    fn _shared_parts(&self) -> Vec<usize> {
+        self.inner
+            .shared_parts()
+            .iter()
+            .map(|a| a.as_ptr() as usize)
+            .collect()
+    }
+}
+
+pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<PyBuiltMessage>()?;
+    m.add_class::<PyTemplate>()?;
+    m.add_function(wrap_pyfunction!(build_message, m)?)?;
     Ok(())
 }

@@ -1,0 +1,87 @@
+"""Engine configuration: validated once, read everywhere.
+
+Keeping the knobs in one frozen object means a connection, the pool and the engine all see
+the same settings, and a bad value fails at ``Engine(...)`` with a clear error instead of
+deep inside a send.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import socket
+import ssl
+from typing import Literal
+
+TLSMode = Literal["implicit", "starttls", "opportunistic", "none"]
+TLS_MODES: tuple[TLSMode, ...] = ("implicit", "starttls", "opportunistic", "none")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class EngineConfig:
+    host: str
+    port: int
+    tls: TLSMode = "starttls"
+    ssl_context: ssl.SSLContext | None = None
+    server_hostname: str | None = None
+    username: str | None = None
+    password: str | None = None
+    oauth2_token: str | None = None
+    allow_plaintext_auth: bool = False
+    connections: int = 8
+    max_messages_per_connection: int = 1000
+    timeout: float = 30.0
+    connect_timeout: float | None = None
+    greeting_timeout: float | None = None
+    reply_timeout: float | None = None
+    max_attempts: int = 3
+    retry_base_delay: float = 1.0
+    retry_max_delay: float = 60.0
+    rate_limit: float | None = None
+    local_hostname: str | None = None
+    window: int = 256
+    """Transactions in flight per connection (count)."""
+    window_bytes: int = 8 * 1024 * 1024
+    """Message octets in flight per connection."""
+    idle_timeout: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.tls not in TLS_MODES:
+            raise ValueError(f"tls must be one of {', '.join(TLS_MODES)}, not {self.tls!r}")
+        if not 0 < self.port < 65536:
+            raise ValueError(f"port out of range: {self.port}")
+        for name in ("connections", "max_messages_per_connection", "max_attempts", "window"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+        if self.timeout <= 0:
+            raise ValueError("timeout must be positive")
+        if self.rate_limit is not None and self.rate_limit <= 0:
+            raise ValueError("rate_limit must be positive (messages per second) or None")
+        if self.password is not None and self.oauth2_token is not None:
+            raise ValueError("give either password or oauth2_token, not both")
+        if (self.password is not None or self.oauth2_token is not None) and not self.username:
+            raise ValueError("a password or oauth2_token needs a username")
+
+    @property
+    def connect_timeout_s(self) -> float:
+        return self.connect_timeout if self.connect_timeout is not None else self.timeout
+
+    @property
+    def greeting_timeout_s(self) -> float:
+        return self.greeting_timeout if self.greeting_timeout is not None else self.timeout
+
+    @property
+    def reply_timeout_s(self) -> float:
+        return self.reply_timeout if self.reply_timeout is not None else self.timeout
+
+    @property
+    def ehlo_name(self) -> str:
+        # gethostname, not getfqdn: getfqdn may block on a DNS lookup.
+        return self.local_hostname or socket.gethostname() or "localhost"
+
+    @property
+    def tls_server_hostname(self) -> str:
+        return self.server_hostname or self.host
+
+    def make_ssl_context(self) -> ssl.SSLContext:
+        """The caller's context, or a default one: certificates and host names verified."""
+        return self.ssl_context or ssl.create_default_context()

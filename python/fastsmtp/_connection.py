@@ -1,0 +1,382 @@
+"""One SMTP connection: the asyncio Protocol that moves bytes between a socket and the
+Rust sans-IO ClientConnection, plus the set-up dance (greeting, STARTTLS, AUTH).
+
+The Rust core decides every byte; this module only writes what it returns, feeds it what
+the server sends, and hands finished transactions to the pool. There is no per-message
+Future: outcomes are delivered by a plain callback from ``data_received``, because at
+tens of thousands of messages a second a Future per message is measurable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import ssl
+from collections.abc import Callable
+from typing import Any
+
+from fastsmtp import _fastsmtp as core
+from fastsmtp._config import EngineConfig
+from fastsmtp._errors import (
+    AuthenticationError,
+    FastSMTPError,
+    LocalProtocolError,
+    SMTPConnectionError,
+    SMTPReplyError,
+    SMTPTimeoutError,
+    TLSRequiredError,
+)
+from fastsmtp._jobs import Job
+
+log = logging.getLogger("fastsmtp")
+
+Settled = Callable[["Connection", Job, Any], None]
+"""Called with (connection, job, TransactionResult | TransactionAborted)."""
+
+_HANDSHAKE_EVENTS = (
+    core.Ready,
+    core.StartTlsReady,
+    core.AuthSucceeded,
+    core.AuthFailed,
+    core.CommandFailed,
+)
+
+
+def choose_auth_mechanism(offered: list[str], *, oauth2: bool) -> str:
+    """XOAUTH2 when a token is given; else the best password mechanism the server offers."""
+    wanted = ("XOAUTH2",) if oauth2 else ("PLAIN", "LOGIN", "CRAM-MD5")
+    for mechanism in wanted:
+        if mechanism in offered:
+            return mechanism
+    raise FastSMTPError(
+        f"server offers AUTH {' '.join(offered) or '(none)'}; fastsmtp needs one of "
+        f"{', '.join(wanted)}"
+    )
+
+
+class Connection(asyncio.Protocol):
+    """A live SMTP connection driven by the Rust ClientConnection."""
+
+    _ids = itertools.count(1)
+
+    def __init__(self, config: EngineConfig, on_settled: Settled) -> None:
+        self.config = config
+        self.on_settled = on_settled
+        self.core = core.ClientConnection(config.ehlo_name)
+        self.transport: asyncio.Transport | None = None
+        self.jobs: dict[int, Job] = {}
+        self.submitted = 0
+        self.closed = False
+        self.close_reason = ""
+        self.capabilities: core.Capabilities | None = None
+        self.bytes_sent = 0
+        self._handshake: asyncio.Future[Any] | None = None
+        self._closed_waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._can_write = asyncio.Event()
+        self._can_write.set()
+        self._capacity = asyncio.Event()
+        self._capacity.set()
+        self._last_activity = 0.0
+        self._watchdog: asyncio.TimerHandle | None = None
+
+    # -- asyncio.Protocol ---------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self._touch()
+
+    def data_received(self, data: bytes) -> None:
+        self._touch()
+        self._handle(self.core.receive_data(data))
+
+    def eof_received(self) -> bool | None:
+        if not self.core.is_closed:
+            self._handle(self.core.receive_data(b""))
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.core.is_closed:
+            self._handle(self.core.receive_data(b""))
+        self._mark_closed(self.close_reason or f"connection lost: {exc or 'closed by peer'}")
+
+    def pause_writing(self) -> None:
+        self._can_write.clear()
+
+    def resume_writing(self) -> None:
+        self._can_write.set()
+
+    # -- events -------------------------------------------------------------------------
+
+    def _handle(self, events: list[core.Event]) -> None:
+        out = self.core.data_to_send()
+        if out and self.transport is not None and not self.transport.is_closing():
+            self.bytes_sent += len(out)
+            self.transport.write(out)
+        for event in events:
+            if isinstance(event, core.TransactionResult | core.TransactionAborted):
+                job = self.jobs.pop(event.txn_id)
+                self.on_settled(self, job, event)
+                if not self._capacity.is_set() and self._has_capacity():
+                    self._capacity.set()
+            elif isinstance(event, core.Closed):
+                self.close_reason = event.reason
+                if event.error is not None:
+                    log.warning("%s: %s", self, event.error)
+                self._mark_closed(event.reason)
+                if self.transport is not None:
+                    self.transport.close()
+            elif (
+                isinstance(event, _HANDSHAKE_EVENTS)
+                and self._handshake is not None
+                and not self._handshake.done()
+            ):
+                self._handshake.set_result(event)
+
+    def _mark_closed(self, reason: str) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.close_reason = reason
+        self._capacity.set()  # wake a waiting worker so it sees the close
+        self._can_write.set()
+        if self._handshake is not None and not self._handshake.done():
+            self._handshake.set_exception(SMTPConnectionError(f"connection closed: {reason}"))
+        if not self._closed_waiter.done():
+            self._closed_waiter.set_result(None)
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+        # Anything still mapped never got an event (the core reports aborts before Closed,
+        # so this only happens if the socket died before the core knew of the work).
+        for job in list(self.jobs.values()):
+            self.on_settled(self, job, None)
+        self.jobs.clear()
+
+    def _touch(self) -> None:
+        self._last_activity = asyncio.get_running_loop().time()
+
+    # -- set-up -------------------------------------------------------------------------
+
+    async def _expect(self, wanted: type[Any], limit: float, what: str) -> Any:
+        loop = asyncio.get_running_loop()
+        self._handshake = loop.create_future()
+        self._flush()
+        try:
+            event = await asyncio.wait_for(self._handshake, limit)
+        except TimeoutError:
+            self.abort(f"timed out waiting for {what}")
+            raise SMTPTimeoutError(f"timed out after {limit:g}s waiting for {what}") from None
+        finally:
+            self._handshake = None
+        if isinstance(event, core.CommandFailed):
+            reply = event.reply
+            raise SMTPReplyError(
+                f"{event.command} refused: {reply.code} {reply.text}",
+                code=reply.code,
+                enhanced_code=reply.enhanced_code,
+            )
+        if isinstance(event, core.AuthFailed):
+            reply = event.reply
+            raise AuthenticationError(
+                f"authentication failed: {reply.code} {reply.text}",
+                code=reply.code,
+                enhanced_code=reply.enhanced_code,
+            )
+        if not isinstance(event, wanted):
+            raise LocalProtocolError(f"expected {wanted.__name__} during {what}, got {event!r}")
+        return event
+
+    @classmethod
+    async def open(cls, config: EngineConfig, on_settled: Settled) -> Connection:
+        """Connect, read the greeting, EHLO, STARTTLS and AUTH as configured.
+
+        Raises SMTPConnectionError, SMTPTimeoutError, SMTPReplyError, TLSRequiredError,
+        AuthenticationError or ssl.SSLError; the socket is closed on any failure.
+        """
+        loop = asyncio.get_running_loop()
+        conn = cls(config, on_settled)
+        ctx: ssl.SSLContext | None = None
+        if config.tls != "none":
+            ctx = config.make_ssl_context()
+        try:
+            await asyncio.wait_for(
+                loop.create_connection(
+                    lambda: conn,
+                    config.host,
+                    config.port,
+                    ssl=ctx if config.tls == "implicit" else None,
+                    server_hostname=config.tls_server_hostname
+                    if config.tls == "implicit"
+                    else None,
+                ),
+                config.connect_timeout_s,
+            )
+        except TimeoutError:
+            raise SMTPTimeoutError(f"timed out connecting to {config.host}:{config.port}") from None
+        except ssl.SSLError:
+            raise
+        except OSError as e:
+            raise SMTPConnectionError(
+                f"cannot connect to {config.host}:{config.port}: {e.strerror or e}"
+            ) from e
+        try:
+            await conn._setup(ctx)
+        except BaseException:
+            conn.abort("set-up failed")
+            raise
+        conn._arm_watchdog()
+        return conn
+
+    async def _setup(self, ctx: ssl.SSLContext | None) -> None:
+        config = self.config
+        ready = await self._expect(core.Ready, config.greeting_timeout_s, "greeting and EHLO")
+        self.capabilities = ready.capabilities
+        if config.tls in ("starttls", "opportunistic"):
+            assert ctx is not None
+            if ready.capabilities.starttls:
+                self.core.starttls()
+                await self._expect(core.StartTlsReady, config.reply_timeout_s, "STARTTLS")
+                await self._start_tls(ctx)
+                self.core.tls_established()
+                ready = await self._expect(core.Ready, config.reply_timeout_s, "EHLO after TLS")
+                self.capabilities = ready.capabilities
+            elif config.tls == "starttls":
+                raise TLSRequiredError(
+                    f"{config.host}:{config.port} does not offer STARTTLS, which tls='starttls'"
+                    " requires (use tls='opportunistic' to allow plaintext)"
+                )
+        if config.username:
+            await self._authenticate()
+
+    async def _start_tls(self, ctx: ssl.SSLContext) -> None:
+        loop = asyncio.get_running_loop()
+        assert self.transport is not None
+        try:
+            transport = await asyncio.wait_for(
+                loop.start_tls(
+                    self.transport, self, ctx, server_hostname=self.config.tls_server_hostname
+                ),
+                self.config.reply_timeout_s,
+            )
+        except TimeoutError:
+            raise SMTPTimeoutError("timed out during the TLS handshake") from None
+        if transport is None:
+            raise SMTPConnectionError("connection closed during the TLS handshake")
+        self.transport = transport
+
+    async def _authenticate(self) -> None:
+        config = self.config
+        caps = self.capabilities
+        assert caps is not None and config.username is not None
+        tls_active = self.core.tls_active or config.tls == "implicit"
+        if not tls_active and not config.allow_plaintext_auth:
+            raise TLSRequiredError(
+                "refusing to send credentials over a plaintext connection "
+                "(use TLS, or allow_plaintext_auth=True if you really mean it)"
+            )
+        oauth2 = config.oauth2_token is not None
+        mechanism = choose_auth_mechanism(caps.auth, oauth2=oauth2)
+        secret = config.oauth2_token if oauth2 else config.password
+        self.core.auth(
+            mechanism,
+            config.username,
+            secret or "",
+            allow_plaintext=tls_active or config.allow_plaintext_auth,
+        )
+        await self._expect(core.AuthSucceeded, config.reply_timeout_s, f"AUTH {mechanism}")
+
+    # -- transactions -------------------------------------------------------------------
+
+    def _has_capacity(self) -> bool:
+        return (
+            self.core.in_flight < self.config.window
+            and self.core.bytes_in_flight < self.config.window_bytes
+        )
+
+    async def wait_capacity(self) -> None:
+        """Wait until the window has room and the transport takes more writes."""
+        while not self.closed and not self._has_capacity():
+            self._capacity.clear()
+            await self._capacity.wait()
+        if not self._can_write.is_set():
+            await self._can_write.wait()
+
+    def room(self) -> int:
+        """How many more transactions the window takes now (by count and bytes, roughly)."""
+        if self.closed:
+            return 0
+        return max(0, self.config.window - self.core.in_flight) if self._has_capacity() else 0
+
+    def submit(self, job: Job) -> None:
+        """Queue one transaction; call flush() after a group of submits."""
+        txn_id = next(self._ids)
+        message = job.message
+        if len(job.recipients) == len(message.recipients):
+            self.core.submit(txn_id, message)
+        else:  # a retry for some of the message's recipients only
+            self.core.submit(
+                txn_id,
+                sender=message.envelope_sender,
+                recipients=job.recipients,
+                body=message.as_bytes(),
+            )
+        self.jobs[txn_id] = job
+        self.submitted += 1
+
+    def _flush(self) -> None:
+        out = self.core.data_to_send()
+        if out and self.transport is not None and not self.transport.is_closing():
+            self.bytes_sent += len(out)
+            self.transport.write(out)
+
+    flush = _flush
+
+    @property
+    def in_flight(self) -> int:
+        return len(self.jobs)
+
+    # -- shutdown and timeouts ------------------------------------------------------------
+
+    def _arm_watchdog(self) -> None:
+        loop = asyncio.get_running_loop()
+        period = max(self.config.reply_timeout_s / 4, 0.05)
+        self._watchdog = loop.call_later(period, self._check_timeout)
+
+    def _check_timeout(self) -> None:
+        if self.closed:
+            return
+        loop = asyncio.get_running_loop()
+        if self.jobs and loop.time() - self._last_activity > self.config.reply_timeout_s:
+            self.abort(f"no reply within {self.config.reply_timeout_s:g}s")
+            return
+        self._arm_watchdog()
+
+    def abort(self, reason: str) -> None:
+        """Drop the connection now; in-flight work is reported aborted by the core."""
+        if self.closed:
+            return
+        self.close_reason = reason
+        if not self.core.is_closed:
+            self._handle(self.core.receive_data(b""))
+        self._mark_closed(reason)
+        if self.transport is not None:
+            self.transport.abort()
+
+    async def quit(self) -> None:
+        """QUIT politely once in-flight work is done, then close."""
+        if self.closed:
+            return
+        with contextlib.suppress(FastSMTPError):
+            self.core.quit()
+            self._flush()
+        try:
+            await asyncio.wait_for(asyncio.shield(self._closed_waiter), self.config.reply_timeout_s)
+        except TimeoutError:
+            self.abort("no reply to QUIT")
+        if self.transport is not None:
+            self.transport.close()
+
+    def __repr__(self) -> str:
+        return f"<fastsmtp Connection {self.config.host}:{self.config.port}>"

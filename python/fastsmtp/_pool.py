@@ -1,0 +1,260 @@
+"""The connection pool: persistent connections to one server, fed from one job queue.
+
+Each connection has a worker task that takes as many queued jobs as its window has room
+for, submits them to the Rust core in one go and writes the framed bytes once. Outcomes
+come back through ``_settled``: final Results are reported, transient failures are put back
+on the queue after an exponential backoff with jitter. Connection-level failures (cannot
+connect, STARTTLS missing, credentials refused) are handled here too, so that every job
+ends with exactly one Result per recipient whatever happens to the sockets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import ssl
+from collections import deque
+from collections.abc import Iterable
+
+from fastsmtp import _fastsmtp as core
+from fastsmtp._config import EngineConfig
+from fastsmtp._connection import Connection
+from fastsmtp._errors import (
+    AuthenticationError,
+    FastSMTPError,
+    InvalidMessage,
+    SMTPReplyError,
+    SMTPUTF8Required,
+    TLSRequiredError,
+)
+from fastsmtp._jobs import Job, settle
+from fastsmtp._ratelimit import TokenBucket
+from fastsmtp._stats import Stats
+
+log = logging.getLogger("fastsmtp")
+
+NO_REPLY_AFTER_DATA = (
+    "end of data sent but no reply came ({reason}); the server may have accepted the "
+    "message, so it was not sent again"
+)
+
+
+class Pool:
+    """Up to ``config.connections`` persistent connections and the queue that feeds them."""
+
+    def __init__(self, config: EngineConfig, stats: Stats) -> None:
+        self.config = config
+        self.stats = stats
+        self.queue: deque[Job] = deque()
+        self._jobs_ready = asyncio.Event()
+        self._workers: set[asyncio.Task[None]] = set()
+        self._idle_workers = 0
+        self._retry_timers: dict[asyncio.TimerHandle, Job] = {}
+        self._bucket = TokenBucket(config.rate_limit) if config.rate_limit else None
+        self._connect_failures = 0
+        self._closing = False
+
+    # -- feeding ------------------------------------------------------------------------
+
+    def put(self, job: Job) -> None:
+        self.queue.append(job)
+        self._wake()
+
+    def put_many(self, jobs: Iterable[Job]) -> None:
+        self.queue.extend(jobs)
+        self._wake()
+
+    @property
+    def queued(self) -> int:
+        return len(self.queue)
+
+    def _wake(self) -> None:
+        if not self.queue:
+            return
+        self._jobs_ready.set()
+        # A worker that is busy connecting or whose window is full cannot take more: open
+        # another connection, up to the pool size.
+        if self._idle_workers == 0 and len(self._workers) < self.config.connections:
+            task = asyncio.get_running_loop().create_task(self._worker())
+            self._workers.add(task)
+            task.add_done_callback(self._workers.discard)
+
+    # -- outcomes -----------------------------------------------------------------------
+
+    def _settled(self, conn: Connection, job: Job, event: object) -> None:
+        can_retry = job.attempts < self.config.max_attempts
+        if isinstance(event, core.TransactionResult):
+            again = settle(job, event, can_retry)
+            if again is not None:
+                self._retry_later(again)
+            return
+        reason = conn.close_reason or "connection closed"
+        reply = None
+        if isinstance(event, core.TransactionAborted):
+            reply = event.reply
+            reason = event.reason or reason
+            if event.end_of_data_sent:
+                job.finish_all("deferred", reply, NO_REPLY_AFTER_DATA.format(reason=reason))
+                return
+        if can_retry:
+            self._retry_later(job)
+        else:
+            job.finish_all("deferred", reply, f"gave up after {job.attempts} attempts: {reason}")
+
+    def _retry_later(self, job: Job) -> None:
+        self.stats.retries += len(job.recipients)
+        base = self.config.retry_base_delay * (2 ** max(0, job.attempts - 1))
+        delay = min(self.config.retry_max_delay, base) * random.uniform(0.5, 1.0)
+        loop = asyncio.get_running_loop()
+        handle: asyncio.TimerHandle
+
+        def requeue() -> None:
+            del self._retry_timers[handle]
+            self.put(job)
+
+        handle = loop.call_later(delay, requeue)
+        self._retry_timers[handle] = job
+
+    def fail_queued(self, reason: str, reply: SMTPReplyError | None = None) -> None:
+        """Give every queued job its final ``failed`` result (the server cannot be used)."""
+        jobs, self.queue = self.queue, deque()
+        self._jobs_ready.clear()
+        for job in jobs:
+            if reply is not None:
+                _finish_with_reply(job, reply, reason)
+            else:
+                job.finish_all("failed", None, reason)
+
+    # -- workers ------------------------------------------------------------------------
+
+    async def _connect(self) -> Connection | None:
+        """Open a connection, retrying with backoff; None when the queue had to be failed."""
+        config = self.config
+        attempt = 0
+        while self.queue and not self._closing:
+            attempt += 1
+            try:
+                conn = await Connection.open(config, self._settled)
+            except (TLSRequiredError, ssl.SSLError) as e:
+                # Security failures are final: never fall back to plaintext, never loop.
+                log.error("cannot use %s:%s: %s", config.host, config.port, e)
+                self.stats.connection_failures += 1
+                self.fail_queued(f"TLS: {e}")
+                return None
+            except AuthenticationError as e:
+                log.error("authentication to %s:%s failed: %s", config.host, config.port, e)
+                self.stats.connection_failures += 1
+                self.fail_queued(str(e), e)
+                return None
+            except SMTPReplyError as e:
+                self.stats.connection_failures += 1
+                if e.is_permanent or attempt >= config.max_attempts:
+                    self.fail_queued(str(e), e)
+                    return None
+                log.warning("connection refused by server (%s), retrying", e)
+            except FastSMTPError as e:
+                self.stats.connection_failures += 1
+                if attempt >= config.max_attempts:
+                    log.error("giving up on %s:%s: %s", config.host, config.port, e)
+                    self.fail_queued(f"could not connect after {attempt} attempts: {e}")
+                    return None
+                log.warning("%s, retrying", e)
+            else:
+                self.stats.connections_opened += 1
+                return conn
+            delay = min(config.retry_max_delay, config.retry_base_delay * 2 ** (attempt - 1))
+            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+        return None
+
+    async def _worker(self) -> None:
+        try:
+            while self.queue and not self._closing:
+                conn = await self._connect()
+                if conn is None:
+                    return
+                try:
+                    await self._serve(conn)
+                finally:
+                    self.stats.bytes_sent += conn.bytes_sent
+                    if conn.closed:
+                        pass
+                    else:
+                        await conn.quit()
+        except Exception:  # a bug: log it loudly, the engine's drain will report leftovers
+            log.exception("fastsmtp worker crashed")
+            raise
+
+    async def _next_jobs(self, conn: Connection) -> bool:
+        """Wait until there are queued jobs; False when the connection should be retired."""
+        if self.queue:
+            return True
+        if conn.in_flight:
+            # Keep the connection while replies are outstanding; new work may arrive.
+            self._jobs_ready.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._jobs_ready.wait(), self.config.reply_timeout_s)
+            return bool(self.queue) or bool(conn.in_flight)
+        self._jobs_ready.clear()
+        self._idle_workers += 1
+        try:
+            await asyncio.wait_for(self._jobs_ready.wait(), self.config.idle_timeout)
+        except TimeoutError:
+            return False
+        finally:
+            self._idle_workers -= 1
+        return bool(self.queue)
+
+    async def _serve(self, conn: Connection) -> None:
+        config = self.config
+        while not conn.closed and not self._closing:
+            if conn.submitted >= config.max_messages_per_connection:
+                return
+            if not await self._next_jobs(conn):
+                return
+            if not self.queue:
+                continue
+            await conn.wait_capacity()
+            if conn.closed:
+                return
+            want = min(
+                conn.room(),
+                len(self.queue),
+                config.max_messages_per_connection - conn.submitted,
+            )
+            if want <= 0:
+                continue
+            if self._bucket is not None:
+                want = await self._bucket.take(want)
+            submitted = 0
+            while submitted < want and self.queue and not conn.closed:
+                job = self.queue.popleft()
+                job.attempts += 1
+                try:
+                    conn.submit(job)
+                except (SMTPUTF8Required, InvalidMessage) as e:
+                    job.finish_all("failed", None, str(e))
+                    continue
+                submitted += 1
+            self.stats.messages_submitted += submitted
+            conn.flush()
+
+    async def close(self) -> None:
+        """Stop the workers (after the queue is drained by the caller) and close sockets."""
+        self._closing = True
+        self._jobs_ready.set()
+        # Normally nothing is waiting here (the engine drains first); if the caller gave up
+        # waiting, every job still gets its one final result.
+        timers, self._retry_timers = self._retry_timers, {}
+        for handle, job in timers.items():
+            handle.cancel()
+            job.finish_all("deferred", None, "engine closed before the retry was due")
+        self.fail_queued("engine closed before the message was sent")
+        if self._workers:
+            await asyncio.gather(*self._workers, return_exceptions=True)
+
+
+def _finish_with_reply(job: Job, error: SMTPReplyError, reason: str) -> None:
+    for i in range(len(job.recipients)):
+        job.done(job.result(i, "failed", error.code, error.enhanced_code, reason))

@@ -1,0 +1,360 @@
+//! Mailbox parsing and validation: RFC 5322 `name-addr` / `addr-spec` on input, RFC 5321
+//! `Mailbox` rules for what goes on the wire, IDNA for non-ASCII domains.
+//!
+//! Accepted inputs: `local@domain`, `<local@domain>`, `Name <local@domain>` and
+//! `"Quoted, Name" <local@domain>`. The domain is converted to its ASCII (punycode) form
+//! with UTS 46 / IDNA 2008 and then must be an RFC 5321 `Domain` or address literal. A
+//! non-ASCII local part is allowed (RFC 6531) and makes the message need SMTPUTF8.
+//!
+//! Security: angle brackets, whitespace and CR/LF/NUL are refused outside the places the
+//! grammar allows them, so an address can never smuggle a second address or an SMTP
+//! command (`a@b> NOTIFY=...`, `a@b\r\nRCPT TO:...`) into the envelope or the headers.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use super::error::{check_no_ctl, MimeError, Result};
+
+/// RFC 5321 4.5.3.1.1: "The maximum total length of a user name or other local-part is 64
+/// octets."
+const MAX_LOCAL: usize = 64;
+/// RFC 5321 4.5.3.1.2: "The maximum total length of a domain name or number is 255 octets."
+const MAX_DOMAIN: usize = 255;
+
+/// A validated mailbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mailbox {
+    /// The display name, unquoted and unescaped (`None` when absent or empty).
+    pub name: Option<String>,
+    /// The local part as it goes on the wire: a Dot-string, or a Quoted-string with quotes.
+    pub local: String,
+    /// The domain in ASCII form (punycode for IDNs), or an address literal `[...]`.
+    pub domain: String,
+}
+
+impl Mailbox {
+    /// Parse `Name <local@domain>`, `<local@domain>` or `local@domain`.
+    ///
+    /// `field` names the input in errors (`"sender"`, `"to[0]"`...).
+    pub fn parse(input: &str, field: &str) -> Result<Mailbox> {
+        check_no_ctl(field, input)?;
+        let s = input.trim_matches([' ', '\t']);
+        if s.is_empty() {
+            return Err(MimeError::invalid(field, format!("{field} is empty")));
+        }
+        if !s.ends_with('>') {
+            if s.contains(['<', '>']) {
+                return Err(bad(field, "misplaced angle bracket"));
+            }
+            return Self::parse_addr_spec(s, field);
+        }
+        // name-addr = [display-name] angle-addr (RFC 5322 3.4)
+        let (name, rest) = if let Some(quoted) = s.strip_prefix('"') {
+            let (name, rest) = split_quoted(quoted)
+                .ok_or_else(|| bad(field, "unterminated quoted display name"))?;
+            (name, rest.trim_start_matches([' ', '\t']))
+        } else {
+            let lt = s
+                .find('<')
+                .ok_or_else(|| bad(field, "misplaced angle bracket"))?;
+            let name = s[..lt].trim_matches([' ', '\t']);
+            if name.contains('>') {
+                return Err(bad(field, "misplaced angle bracket"));
+            }
+            (name.to_owned(), &s[lt..])
+        };
+        let inner = rest
+            .strip_prefix('<')
+            .and_then(|r| r.strip_suffix('>'))
+            .ok_or_else(|| bad(field, "text between the display name and the address"))?;
+        if inner.contains(['<', '>']) {
+            return Err(bad(field, "misplaced angle bracket"));
+        }
+        let mut mailbox = Self::parse_addr_spec(inner, field)?;
+        mailbox.name = if name.is_empty() { None } else { Some(name) };
+        Ok(mailbox)
+    }
+
+    /// Parse a bare `local@domain` (RFC 5321 `Mailbox`, with UTF-8 allowed per RFC 6531).
+    pub fn parse_addr_spec(s: &str, field: &str) -> Result<Mailbox> {
+        check_no_ctl(field, s)?;
+        let (local, domain) = if s.starts_with('"') {
+            let end = quoted_end(s).ok_or_else(|| bad(field, "unterminated quoted local part"))?;
+            let (local, rest) = s.split_at(end);
+            let domain = rest
+                .strip_prefix('@')
+                .ok_or_else(|| bad(field, "no domain ('@' missing)"))?;
+            (local, domain)
+        } else {
+            let at = s
+                .find('@')
+                .ok_or_else(|| bad(field, "no domain ('@' missing)"))?;
+            (&s[..at], &s[at + 1..])
+        };
+        if local.is_empty() {
+            return Err(bad(field, "empty local part"));
+        }
+        if domain.is_empty() {
+            return Err(bad(field, "no domain after '@'"));
+        }
+        if s.contains([' ', '\t']) && !local.starts_with('"') || domain.contains([' ', '\t']) {
+            return Err(bad(field, "spaces are not allowed in an address"));
+        }
+        check_local(local).map_err(|m| bad(field, m))?;
+        let domain = ascii_domain(domain).map_err(|m| bad(field, m))?;
+        Ok(Mailbox {
+            name: None,
+            local: local.to_owned(),
+            domain,
+        })
+    }
+
+    /// `local@domain`, as written in MAIL FROM / RCPT TO and in headers.
+    pub fn addr_spec(&self) -> String {
+        let mut s = String::with_capacity(self.local.len() + 1 + self.domain.len());
+        s.push_str(&self.local);
+        s.push('@');
+        s.push_str(&self.domain);
+        s
+    }
+
+    /// True when the local part is non-ASCII, so the message needs SMTPUTF8 (RFC 6531).
+    pub fn needs_smtputf8(&self) -> bool {
+        !self.local.is_ascii()
+    }
+}
+
+fn bad(field: &str, why: &str) -> MimeError {
+    MimeError::invalid(field, format!("invalid address in {field}: {why}"))
+}
+
+/// Split `content" rest` (the text after an opening quote) into the unescaped content and
+/// the rest after the closing quote.
+fn split_quoted(s: &str) -> Option<(String, &str)> {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.char_indices();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '\\' => out.push(chars.next()?.1),
+            '"' => return Some((out, &s[i + 1..])),
+            c => out.push(c),
+        }
+    }
+    None
+}
+
+/// Byte index just past the closing quote of a quoted string starting at `s[0] == '"'`.
+fn quoted_end(s: &str) -> Option<usize> {
+    let bytes = s.as_bytes();
+    let mut i = 1;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' => i += 2,
+            b'"' => return Some(i + 1),
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+/// RFC 5322 3.2.3: `atext = ALPHA / DIGIT / "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" /
+/// "-" / "/" / "=" / "?" / "^" / "_" / "`" / "{" / "|" / "}" / "~"`,
+/// extended by RFC 6532 3.2 with `UTF8-non-ascii`.
+pub fn is_atext(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~".contains(c) || !c.is_ascii()
+}
+
+/// RFC 5321 4.1.2: `Local-part = Dot-string / Quoted-string`;
+/// `Dot-string = Atom *("." Atom)`; `Quoted-string = DQUOTE *QcontentSMTP DQUOTE`;
+/// `qtextSMTP = %d32-33 / %d35-91 / %d93-126`; `quoted-pairSMTP = %d92 %d32-126`
+/// (RFC 6531 3.3 adds UTF8-non-ascii to atext and qtextSMTP).
+fn check_local(local: &str) -> std::result::Result<(), &'static str> {
+    if local.len() > MAX_LOCAL {
+        return Err("local part longer than 64 octets");
+    }
+    if let Some(inner) = local.strip_prefix('"') {
+        let inner = inner
+            .strip_suffix('"')
+            .ok_or("unterminated quoted local part")?;
+        let mut chars = inner.chars();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => match chars.next() {
+                    Some(' '..='~') => {}
+                    _ => return Err("bad quoted-pair in local part"),
+                },
+                '"' => return Err("unescaped quote in local part"),
+                ' '..='~' => {}
+                c if !c.is_ascii() => {}
+                _ => return Err("control character in local part"),
+            }
+        }
+        return Ok(());
+    }
+    for atom in local.split('.') {
+        if atom.is_empty() {
+            return Err("empty atom in local part (leading, trailing or double dot)");
+        }
+        if !atom.chars().all(is_atext) {
+            return Err("character not allowed in an unquoted local part");
+        }
+    }
+    Ok(())
+}
+
+/// The ASCII form of a domain: IDNA (UTS 46, STD3 rules) for non-ASCII input, then the
+/// RFC 5321 4.1.2 grammar: `Domain = sub-domain *("." sub-domain)`;
+/// `sub-domain = Let-dig [Ldh-str]`; or an `address-literal` `[1.2.3.4]` / `[IPv6:...]`.
+/// ASCII domains keep their case (domains are case-insensitive).
+pub fn ascii_domain(domain: &str) -> std::result::Result<String, &'static str> {
+    if let Some(literal) = domain.strip_prefix('[') {
+        let inner = literal
+            .strip_suffix(']')
+            .ok_or("unterminated address literal")?;
+        let ok = match inner.strip_prefix("IPv6:") {
+            Some(v6) => v6.parse::<Ipv6Addr>().is_ok(),
+            None => inner.parse::<Ipv4Addr>().is_ok(),
+        };
+        return if ok {
+            Ok(domain.to_owned())
+        } else {
+            Err("invalid address literal")
+        };
+    }
+    let ascii = if domain.is_ascii() {
+        domain.to_owned()
+    } else {
+        idna::domain_to_ascii_strict(domain).map_err(|_| "invalid internationalized domain")?
+    };
+    if ascii.len() > MAX_DOMAIN {
+        return Err("domain longer than 255 octets");
+    }
+    for label in ascii.split('.') {
+        let b = label.as_bytes();
+        if b.is_empty() {
+            return Err("empty label in domain");
+        }
+        if b.len() > 63 {
+            return Err("domain label longer than 63 octets");
+        }
+        if !b.iter().all(|&c| c.is_ascii_alphanumeric() || c == b'-')
+            || b[0] == b'-'
+            || b[b.len() - 1] == b'-'
+        {
+            return Err("character not allowed in a domain");
+        }
+    }
+    Ok(ascii)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_ok_table() {
+        // (input, name, local, domain)
+        let table: &[(&str, Option<&str>, &str, &str)] = &[
+            ("ann@example.com", None, "ann", "example.com"),
+            ("  ann@example.com ", None, "ann", "example.com"),
+            ("<ann@example.com>", None, "ann", "example.com"),
+            ("Ann <ann@example.com>", Some("Ann"), "ann", "example.com"),
+            (
+                "Ann Lee<ann@example.com>",
+                Some("Ann Lee"),
+                "ann",
+                "example.com",
+            ),
+            (
+                "\"Lee, Ann\" <ann@example.com>",
+                Some("Lee, Ann"),
+                "ann",
+                "example.com",
+            ),
+            (
+                "\"A \\\"B\\\" C\" <a@x.org>",
+                Some("A \"B\" C"),
+                "a",
+                "x.org",
+            ),
+            ("\"\" <a@x.org>", None, "a", "x.org"),
+            (
+                "Jörg <jörg@bücher.de>",
+                Some("Jörg"),
+                "jörg",
+                "xn--bcher-kva.de",
+            ),
+            ("a.b+tag@Example.COM", None, "a.b+tag", "Example.COM"),
+            ("\"a b\"@x.org", None, "\"a b\"", "x.org"),
+            ("\"a@b\"@x.org", None, "\"a@b\"", "x.org"),
+            ("user@[192.0.2.1]", None, "user", "[192.0.2.1]"),
+            (
+                "user@[IPv6:2001:db8::1]",
+                None,
+                "user",
+                "[IPv6:2001:db8::1]",
+            ),
+            ("x@localhost", None, "x", "localhost"),
+            ("用户@例え.jp", None, "用户", "xn--r8jz45g.jp"),
+            ("x@MÜNCHEN.de", None, "x", "xn--mnchen-3ya.de"),
+        ];
+        for &(input, name, local, domain) in table {
+            let m = Mailbox::parse(input, "to[0]").unwrap_or_else(|e| panic!("{input}: {e}"));
+            assert_eq!(m.name.as_deref(), name, "{input}");
+            assert_eq!(m.local, local, "{input}");
+            assert_eq!(m.domain, domain, "{input}");
+        }
+    }
+
+    #[test]
+    fn parse_err_table() {
+        let table = [
+            ("", "empty"),
+            ("   ", "empty"),
+            ("ann", "no domain"),
+            ("ann@", "no domain"),
+            ("@example.com", "empty local part"),
+            ("ann @example.com", "spaces"),
+            ("ann@exa mple.com", "spaces"),
+            ("Ann ann@example.com", "spaces"),
+            ("a@b> NOTIFY=NEVER", "angle"),
+            ("Ann <a@b.com> <c@d.com>", "angle"),
+            ("Ann <a@b.com", "angle"),
+            ("Ann > <a@b.com>", "angle"),
+            ("<a@b.com>x", "angle"),
+            ("a@b.com\r\nRCPT TO:<c@d>", "CR"),
+            ("a\n@b.com", "LF"),
+            ("a\0@b.com", "NUL"),
+            ("a..b@x.org", "empty atom"),
+            (".a@x.org", "empty atom"),
+            ("a.@x.org", "empty atom"),
+            ("a(b)@x.org", "not allowed"),
+            ("a@x..org", "empty label"),
+            ("a@x.org.", "empty label"),
+            ("a@-x.org", "not allowed"),
+            ("a@x_y.org", "not allowed"),
+            ("a@b@c.org", "not allowed"),
+            ("a@[300.1.1.1]", "literal"),
+            ("a@[1.2.3.4", "literal"),
+            ("\"abc@x.org", "unterminated"),
+            ("\"Ann <a@x.org>", "unterminated"),
+        ];
+        for (input, why) in table {
+            let e = Mailbox::parse(input, "to[3]").expect_err(input);
+            assert_eq!(e.field, "to[3]", "{input}");
+            assert!(e.message.contains(why), "{input:?}: {}", e.message);
+        }
+        let long_local = format!("{}@x.org", "a".repeat(65));
+        assert!(Mailbox::parse(&long_local, "f").is_err());
+        let long_label = format!("a@{}.org", "b".repeat(64));
+        assert!(Mailbox::parse(&long_label, "f").is_err());
+    }
+
+    #[test]
+    fn addr_spec_and_smtputf8() {
+        let m = Mailbox::parse("Ann <ann@bücher.de>", "f").unwrap();
+        assert_eq!(m.addr_spec(), "ann@xn--bcher-kva.de");
+        assert!(!m.needs_smtputf8());
+        let m = Mailbox::parse("jörg@example.de", "f").unwrap();
+        assert!(m.needs_smtputf8());
+    }
+}

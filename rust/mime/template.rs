@@ -1,0 +1,533 @@
+//! Per-recipient personalization: a [`MessageSpec`] whose subject, text, html and extra
+//! header values are minijinja (Jinja-compatible) templates, compiled once per batch.
+//!
+//! At compile time ([`Template::new`]) everything that does not depend on the recipient is
+//! validated and encoded once: addresses, Date/From/Cc/Reply-To headers, attachments and
+//! inline parts (base64, shared by reference), and every field whose template uses no
+//! variable (rendered and encoded once, reused as bytes). Per recipient
+//! ([`Template::render`]) only the fields that use variables are rendered, and the message
+//! is assembled around the shared parts.
+//!
+//! Variables, first match wins: the recipient's data, then `address` / `email` (the
+//! recipient's address) and `name` (its display name, or `""`), then the batch data.
+//! Undefined variables are errors (strict mode), naming the variable. Values are
+//! HTML-escaped in the html part only. A rendered subject or header value that contains
+//! CR or LF (say, from recipient data) is an `Invalid` error naming the field: header
+//! injection is refused, not cleaned up.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use minijinja::value::{Enumerator, Object, Value};
+use minijinja::{AutoEscape, Environment, ErrorKind, UndefinedBehavior};
+
+use super::address::Mailbox;
+use super::builder::{
+    self, assemble, encode_text_part, write_text_part, EncodedPart, Parts, Piece, Prepared,
+};
+use super::error::{check_no_ctl, MimeError, Result};
+use super::header;
+use super::message::BuiltMessage;
+use super::random;
+use super::spec::MessageSpec;
+
+/// Template data: top-level names to values.
+pub type Data = HashMap<String, Value>;
+
+/// One recipient of a batch.
+#[derive(Debug, Clone, Default)]
+pub struct Recipient {
+    /// The address (`a@b` or `Name <a@b>`), the To of its message.
+    pub address: String,
+    /// The display name; overrides a name given in `address`.
+    pub name: Option<String>,
+    /// The recipient's template data.
+    pub data: Data,
+}
+
+/// Names the engine provides for every recipient.
+pub const BUILTIN_VARIABLES: [&str; 3] = ["address", "email", "name"];
+
+/// A field of the template: rendered once, or per recipient.
+#[derive(Debug)]
+enum Field<T> {
+    Static(T),
+    Dynamic { name: String },
+}
+
+/// A message template compiled for a batch.
+#[derive(Debug)]
+pub struct Template {
+    prep: Prepared,
+    env: Environment<'static>,
+    subject: Field<Vec<u8>>,
+    text: Option<Field<EncodedPart>>,
+    html: Option<Field<EncodedPart>>,
+    headers: Vec<(String, Field<Vec<u8>>)>,
+    variables: BTreeSet<String>,
+    batch: Arc<Data>,
+}
+
+/// The variables of one recipient, looked up in order: recipient data, builtins, batch.
+#[derive(Debug)]
+struct Context {
+    data: Data,
+    address: Value,
+    name: Value,
+    batch: Arc<Data>,
+}
+
+impl Context {
+    fn lookup(&self, key: &str) -> Option<Value> {
+        if let Some(v) = self.data.get(key) {
+            return Some(v.clone());
+        }
+        match key {
+            "address" | "email" => Some(self.address.clone()),
+            "name" => Some(self.name.clone()),
+            _ => self.batch.get(key).cloned(),
+        }
+    }
+}
+
+impl Object for Context {
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        self.lookup(key.as_str()?)
+    }
+
+    fn get_value_by_str(self: &Arc<Self>, key: &str) -> Option<Value> {
+        self.lookup(key)
+    }
+
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        let mut keys: BTreeSet<&str> = self.data.keys().map(String::as_str).collect();
+        keys.extend(BUILTIN_VARIABLES);
+        keys.extend(self.batch.keys().map(String::as_str));
+        Enumerator::Values(keys.into_iter().map(Value::from).collect())
+    }
+}
+
+fn make_env() -> Environment<'static> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.set_auto_escape_callback(|name| {
+        if name == "html" {
+            AutoEscape::Html
+        } else {
+            AutoEscape::None
+        }
+    });
+    // A body's final newline is part of the text: keep it (Jinja strips one by default).
+    let mut syntax = minijinja::syntax::SyntaxConfig::builder();
+    syntax.keep_trailing_newline(true);
+    env.set_syntax(syntax.build().expect("default delimiters are valid"));
+    env.set_debug(true);
+    env
+}
+
+impl Template {
+    /// Compile `spec` (whose `to` must be empty: each recipient is the To of its message)
+    /// with batch-wide `data`.
+    pub fn new(spec: &MessageSpec, data: Data) -> Result<Template> {
+        if !spec.to.is_empty() {
+            return Err(MimeError::invalid(
+                "to",
+                "a template's To is each recipient: leave `to` empty",
+            ));
+        }
+        if spec.message_id.is_some() {
+            return Err(MimeError::invalid(
+                "message_id",
+                "each message of a template gets its own Message-ID",
+            ));
+        }
+        let prep = Prepared::new(spec)?;
+        let mut t = Template {
+            prep,
+            env: make_env(),
+            subject: Field::Static(Vec::new()),
+            text: None,
+            html: None,
+            headers: Vec::new(),
+            variables: BTreeSet::new(),
+            batch: Arc::new(data),
+        };
+        let empty = t.context(Value::from(""), Value::from(""), Data::new());
+        // subject
+        t.subject = match t.compile("subject", &spec.subject)? {
+            Some(f) => f,
+            None => {
+                let subject = t.render_field("subject", &empty)?;
+                Field::Static(encode_subject(&subject)?)
+            }
+        };
+        for (key, src) in [("text", &spec.text), ("html", &spec.html)] {
+            let Some(src) = src else { continue };
+            let field = match t.compile(key, src)? {
+                Some(f) => f,
+                None => {
+                    let body = t.render_field(key, &empty)?;
+                    Field::Static(encode_text_part(
+                        if key == "text" { "plain" } else { "html" },
+                        &body,
+                    ))
+                }
+            };
+            if key == "text" {
+                t.text = Some(field);
+            } else {
+                t.html = Some(field);
+            }
+        }
+        for (name, value) in &spec.headers {
+            let field_name = builder::check_extra_header(name, value)?;
+            let field = match t.compile(&field_name, value)? {
+                Some(f) => f,
+                None => {
+                    let v = t.render_field(&field_name, &empty)?;
+                    Field::Static(encode_header(name, &field_name, &v)?)
+                }
+            };
+            t.headers.push((name.clone(), field));
+        }
+        Ok(t)
+    }
+
+    /// Add a template; `None` when it uses no variable (render it once).
+    fn compile<T>(&mut self, name: &str, source: &str) -> Result<Option<Field<T>>> {
+        self.env
+            .add_template_owned(name.to_owned(), source.to_owned())
+            .map_err(|e| MimeError::template(name, format!("template syntax error: {e}")))?;
+        let tmpl = self.env.get_template(name).expect("just added");
+        let vars: BTreeSet<String> = tmpl.undeclared_variables(false).into_iter().collect();
+        if vars.is_empty() {
+            return Ok(None);
+        }
+        self.variables.extend(vars);
+        Ok(Some(Field::Dynamic {
+            name: name.to_owned(),
+        }))
+    }
+
+    fn context(&self, address: Value, name: Value, data: Data) -> Arc<Context> {
+        Arc::new(Context {
+            data,
+            address,
+            name,
+            batch: self.batch.clone(),
+        })
+    }
+
+    fn render_field(&self, name: &str, ctx: &Arc<Context>) -> Result<String> {
+        let tmpl = self.env.get_template(name).expect("compiled");
+        tmpl.render(Value::from_dyn_object(ctx.clone()))
+            .map_err(|e| self.render_error(name, &e, ctx))
+    }
+
+    /// Map a minijinja error to a [`MimeError`]; for undefined values, find the variable:
+    /// the failing expression's leading name, else the first top-level name the field uses
+    /// that the context lacks.
+    fn render_error(&self, field: &str, err: &minijinja::Error, ctx: &Arc<Context>) -> MimeError {
+        if err.kind() == ErrorKind::UndefinedError {
+            let tmpl = self.env.get_template(field).expect("compiled");
+            let from_span = err.range().and_then(|r| tmpl.source().get(r)).map(|expr| {
+                expr.trim()
+                    .chars()
+                    .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == '.')
+                    .collect::<String>()
+            });
+            let missing = tmpl
+                .undeclared_variables(false)
+                .into_iter()
+                .filter(|v| ctx.lookup(v).is_none())
+                .min();
+            let var = match (from_span, missing) {
+                (Some(s), _) if !s.is_empty() => s,
+                (_, Some(m)) => m,
+                _ => "?".to_owned(),
+            };
+            return MimeError::undefined(field, var);
+        }
+        let detail = err.detail().map(|d| format!(": {d}")).unwrap_or_default();
+        MimeError::template(field, format!("{}{detail}", err.kind()))
+    }
+
+    /// Top-level variable names the templates use.
+    pub fn variables(&self) -> &BTreeSet<String> {
+        &self.variables
+    }
+
+    /// Variables that neither the batch data nor the builtins (`address`, `email`,
+    /// `name`) provide: each recipient's data must have them. The engine can check a
+    /// recipient with `recipient_variables - data.keys()` before rendering.
+    pub fn recipient_variables(&self) -> BTreeSet<String> {
+        self.variables
+            .iter()
+            .filter(|v| !self.batch.contains_key(*v) && !BUILTIN_VARIABLES.contains(&v.as_str()))
+            .cloned()
+            .collect()
+    }
+
+    /// Render one recipient's message.
+    pub fn render(&self, recipient: Recipient) -> Result<BuiltMessage> {
+        self.render_with(recipient, &mut random::rng())
+    }
+
+    /// Render a chunk of recipients (one result each, in order).
+    pub fn render_batch(&self, recipients: Vec<Recipient>) -> Vec<Result<BuiltMessage>> {
+        let mut rng = random::rng();
+        recipients
+            .into_iter()
+            .map(|r| self.render_with(r, &mut rng))
+            .collect()
+    }
+
+    fn render_with(&self, r: Recipient, rng: &mut fastrand::Rng) -> Result<BuiltMessage> {
+        let mut mailbox = Mailbox::parse(&r.address, "address")?;
+        if let Some(name) = r.name.filter(|n| !n.is_empty()) {
+            check_no_ctl("name", &name)?;
+            mailbox.name = Some(name);
+        }
+        let addr = mailbox.addr_spec();
+        let display = mailbox.name.clone().unwrap_or_default();
+        let ctx = self.context(Value::from(addr.as_str()), Value::from(display), r.data);
+
+        let subject_buf;
+        let subject: &[u8] = match &self.subject {
+            Field::Static(b) => b,
+            Field::Dynamic { name } => {
+                subject_buf = encode_subject(&self.render_field(name, &ctx)?)?;
+                &subject_buf
+            }
+        };
+        let mut extra = Vec::new();
+        for (hname, field) in &self.headers {
+            match field {
+                Field::Static(b) => extra.extend_from_slice(b),
+                Field::Dynamic { name } => {
+                    let v = self.render_field(name, &ctx)?;
+                    extra.extend_from_slice(&encode_header(hname, name, &v)?);
+                }
+            }
+        }
+        let mut text_buf = Vec::new();
+        let text = self.body_piece(&self.text, "plain", &ctx, &mut text_buf)?;
+        let mut html_buf = Vec::new();
+        let html = self.body_piece(&self.html, "html", &ctx, &mut html_buf)?;
+
+        let mut recipients = Vec::with_capacity(1 + self.prep.extra_recipients.len());
+        recipients.push(addr);
+        recipients.extend(self.prep.extra_recipients.iter().cloned());
+        let smtputf8 = self.prep.smtputf8 || mailbox.needs_smtputf8();
+        let to = [&mailbox];
+        let parts = Parts {
+            to: &to,
+            recipients,
+            smtputf8,
+            subject,
+            extra_headers: &extra,
+            text,
+            html,
+        };
+        Ok(assemble(&self.prep, &parts, rng))
+    }
+
+    fn body_piece<'a>(
+        &'a self,
+        field: &'a Option<Field<EncodedPart>>,
+        subtype: &str,
+        ctx: &Arc<Context>,
+        buf: &'a mut Vec<u8>,
+    ) -> Result<Option<Piece<'a>>> {
+        Ok(match field {
+            None => None,
+            Some(Field::Static(part)) => Some(Piece::Shared(part)),
+            Some(Field::Dynamic { name }) => {
+                let body = self.render_field(name, ctx)?;
+                buf.reserve(body.len() + body.len() / 16 + 96);
+                let marker = write_text_part(buf, subtype, &body);
+                Some(Piece::Bytes(buf, marker))
+            }
+        })
+    }
+
+    /// The shared (encoded once) parts, for tests: attachments, then static text and html.
+    pub fn shared_parts(&self) -> Vec<Arc<[u8]>> {
+        let mut v: Vec<Arc<[u8]>> = self
+            .prep
+            .attachments
+            .iter()
+            .map(|p| p.bytes.clone())
+            .collect();
+        for f in [&self.text, &self.html].into_iter().flatten() {
+            if let Field::Static(p) = f {
+                v.push(p.bytes.clone());
+            }
+        }
+        v
+    }
+}
+
+fn encode_subject(subject: &str) -> Result<Vec<u8>> {
+    check_no_ctl("subject", subject)?;
+    let mut out = Vec::with_capacity(subject.len() + 16);
+    header::write_unstructured(&mut out, "Subject", subject);
+    Ok(out)
+}
+
+fn encode_header(name: &str, field: &str, value: &str) -> Result<Vec<u8>> {
+    check_no_ctl(field, value)?;
+    let mut out = Vec::with_capacity(name.len() + value.len() + 8);
+    header::write_unstructured(&mut out, name, value);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mime::spec::AttachmentSpec;
+
+    fn spec() -> MessageSpec {
+        MessageSpec {
+            sender: "Shop <shop@example.com>".into(),
+            subject: "Hello {{ name }}".into(),
+            text: Some("Hi {{ first }},\nyour code: {{ code }}\n".into()),
+            html: Some("<p>Hi {{ first }}</p>\n".into()),
+            date: Some("Thu, 01 Jan 2026 00:00:00 +0000".into()),
+            ..MessageSpec::default()
+        }
+    }
+
+    fn rcpt(addr: &str, pairs: &[(&str, &str)]) -> Recipient {
+        Recipient {
+            address: addr.into(),
+            name: None,
+            data: pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), Value::from(*v)))
+                .collect(),
+        }
+    }
+
+    fn batch(pairs: &[(&str, &str)]) -> Data {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), Value::from(*v)))
+            .collect()
+    }
+
+    #[test]
+    fn renders_and_escapes_only_html() {
+        let t = Template::new(&spec(), batch(&[("code", "X1")])).unwrap();
+        assert_eq!(
+            t.variables().iter().map(String::as_str).collect::<Vec<_>>(),
+            ["code", "first", "name"]
+        );
+        assert_eq!(
+            t.recipient_variables().into_iter().collect::<Vec<_>>(),
+            ["first"]
+        );
+        let mut r = rcpt("Bob <bob@example.org>", &[("first", "<b>&")]);
+        r.data.insert("code".into(), Value::from("own"));
+        let m = t.render(r).unwrap();
+        let s = String::from_utf8(m.to_vec()).unwrap();
+        assert!(s.contains("Subject: Hello Bob\r\n"), "{s}");
+        assert!(s.contains("Hi <b>&,\r\nyour code: own\r\n"), "{s}");
+        assert!(s.contains("<p>Hi &lt;b&gt;&amp;</p>"), "{s}");
+        assert!(s.contains("To: Bob <bob@example.org>\r\n"));
+        assert_eq!(m.recipients(), ["bob@example.org"]);
+    }
+
+    #[test]
+    fn undefined_variable_is_named() {
+        let t = Template::new(&spec(), Data::new()).unwrap();
+        let e = t.render(rcpt("a@x.org", &[("first", "A")])).unwrap_err();
+        assert_eq!(e.variable(), Some("code"), "{e:?}");
+        assert_eq!(e.field, "text");
+        let mut s = spec();
+        s.text = None;
+        s.html = Some("{{ user.first_name }}".into());
+        let t = Template::new(&s, Data::new()).unwrap();
+        let e = t.render(rcpt("a@x.org", &[])).unwrap_err();
+        assert_eq!(e.variable(), Some("user.first_name"), "{e:?}");
+        let mut r = rcpt("a@x.org", &[]);
+        r.data.insert(
+            "user".into(),
+            Value::from(std::collections::BTreeMap::from([(
+                "x".to_string(),
+                Value::from(1),
+            )])),
+        );
+        let e = t.render(r).unwrap_err();
+        assert_eq!(e.variable(), Some("user.first_name"), "{e:?}");
+        assert_eq!(e.field, "html");
+    }
+
+    #[test]
+    fn syntax_error_names_field() {
+        let mut s = spec();
+        s.subject = "{{ oops".into();
+        let e = Template::new(&s, Data::new()).unwrap_err();
+        assert_eq!(e.field, "subject");
+        assert!(e.is_template());
+    }
+
+    #[test]
+    fn header_injection_from_data_is_refused() {
+        let t = Template::new(&spec(), batch(&[("code", "c"), ("first", "f")])).unwrap();
+        let mut r = rcpt("a@x.org", &[]);
+        r.name = Some("x\r\nBcc: evil@x.org".into());
+        assert_eq!(t.render(r).unwrap_err().field, "name");
+        let mut s = spec();
+        s.subject = "{{ first }}".into();
+        let t = Template::new(&s, batch(&[("code", "c")])).unwrap();
+        let e = t
+            .render(rcpt("a@x.org", &[("first", "a\nBcc: e@x.org")]))
+            .unwrap_err();
+        assert_eq!((e.field.as_str(), e.is_template()), ("subject", false));
+    }
+
+    #[test]
+    fn shared_parts_are_encoded_once() {
+        let mut s = spec();
+        s.html = Some("<p>static</p>".repeat(400));
+        s.attachments = vec![AttachmentSpec {
+            filename: "big.pdf".into(),
+            content: vec![7u8; 100_000].into(),
+            content_type: "application/pdf".into(),
+            ..AttachmentSpec::default()
+        }];
+        let t = Template::new(&s, batch(&[("code", "c")])).unwrap();
+        let shared = t.shared_parts();
+        assert_eq!(shared.len(), 2);
+        let ms: Vec<BuiltMessage> = t
+            .render_batch(vec![
+                rcpt("a@x.org", &[("first", "A")]),
+                rcpt("b@x.org", &[("first", "B")]),
+            ])
+            .into_iter()
+            .map(|r| r.unwrap())
+            .collect();
+        for m in &ms {
+            let chunks: Vec<&Arc<[u8]>> = m.shared_chunks().collect();
+            assert_eq!(chunks.len(), 2);
+            for (c, s) in chunks.iter().zip([&shared[1], &shared[0]]) {
+                assert!(Arc::ptr_eq(c, s));
+            }
+        }
+        assert_ne!(ms[0].message_id(), ms[1].message_id());
+    }
+
+    #[test]
+    fn template_rejects_to_and_message_id() {
+        let mut s = spec();
+        s.to = vec!["a@x.org".into()];
+        assert_eq!(Template::new(&s, Data::new()).unwrap_err().field, "to");
+        let mut s = spec();
+        s.message_id = Some("<a@b>".into());
+        assert_eq!(
+            Template::new(&s, Data::new()).unwrap_err().field,
+            "message_id"
+        );
+    }
+}

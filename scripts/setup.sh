@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Set up a development environment from a clean clone: a virtualenv in .venv with the
+# package built in release mode (Rust core via maturin) and the development tools.
+# Idempotent; later runs only rebuild what changed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+    "$PYTHON" -m venv .venv
+fi
+. .venv/bin/activate
+python -m pip install -q --upgrade pip
+python -m pip install -q "maturin>=1.7,<2"
+# Installs the runtime and dev dependencies from pyproject.toml, then builds the
+# extension in release mode into the virtualenv.
+maturin develop --release --quiet --extras dev

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The whole test suite: Rust tests and lints, Python lints and type checks, and pytest
+# against real peers (aiosmtpd in-process; Postfix smtpd and smtp-sink, installed here
+# if missing). .ci/run calls exactly this script.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if ! command -v postfix >/dev/null 2>&1 && [ ! -x /usr/sbin/postfix ]; then
+    bash .ci/install-peers.sh
+fi
+bash scripts/setup.sh
+. .venv/bin/activate
+export PATH="$PATH:/usr/sbin"
+
+echo "== rust: fmt, clippy, tests"
+cargo fmt --all -- --check
+cargo clippy --all-targets --quiet -- -D warnings
+cargo test --quiet
+
+echo "== python: ruff, mypy, stubtest"
+ruff check .
+ruff format --check .
+mypy
+python -m mypy.stubtest fastsmtp._fastsmtp --allowlist scripts/stubtest-allowlist.txt
+
+echo "== pytest"
+python -m pytest -q "$@"
