@@ -147,12 +147,12 @@ pub fn end_of_data(out: &mut Vec<u8>) {
     out.extend_from_slice(b".\r\n");
 }
 
-/// `BDAT <size> LAST` followed by the chunk itself (RFC 3030: raw, not dot-stuffed).
-pub fn bdat_last(out: &mut Vec<u8>, chunk: &[u8]) {
+/// `BDAT <size> LAST`; the caller appends exactly `size` octets of the chunk after it
+/// (RFC 3030: raw, not dot-stuffed).
+pub fn bdat_last(out: &mut Vec<u8>, size: usize) {
     out.extend_from_slice(b"BDAT ");
-    push_number(out, chunk.len());
+    push_number(out, size);
     out.extend_from_slice(b" LAST\r\n");
-    out.extend_from_slice(chunk);
 }
 
 /// `RSET`
@@ -282,11 +282,8 @@ mod tests {
             ),
             (Box::new(data), b"DATA\r\n"),
             (Box::new(end_of_data), b".\r\n"),
-            (
-                Box::new(|o| bdat_last(o, b"Hi\r\n")),
-                b"BDAT 4 LAST\r\nHi\r\n",
-            ),
-            (Box::new(|o| bdat_last(o, b"")), b"BDAT 0 LAST\r\n"),
+            (Box::new(|o| bdat_last(o, 4)), b"BDAT 4 LAST\r\n"),
+            (Box::new(|o| bdat_last(o, 0)), b"BDAT 0 LAST\r\n"),
             (Box::new(rset), b"RSET\r\n"),
             (Box::new(quit), b"QUIT\r\n"),
             (Box::new(starttls), b"STARTTLS\r\n"),

@@ -60,30 +60,89 @@ pub const REASON_421: &str = "421";
 /// Closed/aborted reason prefix: the server broke the protocol.
 pub const REASON_PROTOCOL_ERROR: &str = "protocol error";
 
-/// A message body in wire form (CRLF line ends, ending with CRLF), shared without copying.
+/// The bytes of a message, possibly in several chunks (a MIME message shares its big
+/// parts between messages instead of joining them).
+pub trait MessageBytes: Send + Sync {
+    /// Total size in octets.
+    fn len(&self) -> usize;
+    /// True when there are no bytes.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Call `f` with each chunk, in order.
+    fn for_each_chunk(&self, f: &mut dyn FnMut(&[u8]));
+}
+
+/// One contiguous buffer as [`MessageBytes`].
+struct Flat<T>(T);
+
+impl<T: AsRef<[u8]> + Send + Sync> MessageBytes for Flat<T> {
+    fn len(&self) -> usize {
+        self.0.as_ref().len()
+    }
+    fn for_each_chunk(&self, f: &mut dyn FnMut(&[u8])) {
+        f(self.0.as_ref())
+    }
+}
+
+/// A message body, shared without copying. Inside a [`Transaction`] it is always in wire
+/// form (CRLF line ends, ending with CRLF).
 #[derive(Clone)]
-pub struct Body(Arc<dyn AsRef<[u8]> + Send + Sync>);
+pub struct Body(Arc<dyn MessageBytes>);
 
 impl Body {
     /// Wrap any owned byte container (a `Vec<u8>`, an `Arc<[u8]>`...).
     pub fn new<T: AsRef<[u8]> + Send + Sync + 'static>(bytes: T) -> Self {
-        Body(Arc::new(bytes))
+        Body(Arc::new(Flat(bytes)))
     }
 
-    /// Share an existing `Arc` without copying the bytes.
-    pub fn from_arc(bytes: Arc<dyn AsRef<[u8]> + Send + Sync>) -> Self {
-        Body(bytes)
+    /// Wrap a chunked source, such as an assembled MIME message.
+    pub fn from_source(source: Arc<dyn MessageBytes>) -> Self {
+        Body(source)
     }
 
-    /// The bytes.
-    pub fn as_bytes(&self) -> &[u8] {
-        self.0.as_ref().as_ref()
+    /// Size in octets.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// True when there are no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Call `f` with each chunk, in order.
+    pub fn for_each_chunk(&self, mut f: impl FnMut(&[u8])) {
+        self.0.for_each_chunk(&mut f)
+    }
+
+    /// The bytes as one vector (copied).
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(self.len());
+        self.for_each_chunk(|c| v.extend_from_slice(c));
+        v
+    }
+
+    /// Already in wire form?
+    fn is_normalized(&self) -> bool {
+        let mut check = dotstuff::LineEndCheck::default();
+        self.for_each_chunk(|c| check.update(c));
+        check.finish()
+    }
+
+    /// A normalized copy.
+    fn normalized(&self) -> Body {
+        let mut out = Vec::with_capacity(self.len() + self.len() / 32 + 2);
+        let mut n = DotStuffer::normalizer();
+        self.for_each_chunk(|c| n.encode(c, &mut out));
+        n.finish(&mut out);
+        Body::new(out)
     }
 }
 
 impl std::fmt::Debug for Body {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Body({} octets)", self.as_bytes().len())
+        write!(f, "Body({} octets)", self.len())
     }
 }
 
@@ -123,10 +182,10 @@ impl Transaction {
             .collect::<Result<Vec<_>>>()?;
         let smtputf8 =
             smtputf8 || sender.needs_smtputf8() || recipients.iter().any(Address::needs_smtputf8);
-        let body = if dotstuff::is_normalized(body.as_bytes()) {
+        let body = if body.is_normalized() {
             body
         } else {
-            Body::new(dotstuff::normalize(body.as_bytes()).into_owned())
+            body.normalized()
         };
         Ok(Transaction {
             sender,
@@ -453,7 +512,7 @@ impl ClientConnection {
                 "the message needs SMTPUTF8 and the server does not offer it".into(),
             ));
         }
-        let size = tx.body.as_bytes().len();
+        let size = tx.body.len();
         if let Some(limit) = caps.size {
             if limit > 0 && size as u64 > limit {
                 return Err(Error::invalid(
@@ -814,11 +873,12 @@ impl ClientConnection {
                     // no recipient accepted (the server said 354 anyway) only the end of
                     // data is sent, which closes the data phase properly.
                     if txn.accepted > 0 {
-                        let body = txn.tx.body.as_bytes();
-                        self.out.reserve(body.len() + body.len() / 64 + 5);
+                        let body = &txn.tx.body;
+                        let out = &mut self.out;
+                        out.reserve(body.len() + body.len() / 64 + 5);
                         let mut stuffer = DotStuffer::new();
-                        stuffer.encode(body, &mut self.out);
-                        stuffer.finish(&mut self.out);
+                        body.for_each_chunk(|c| stuffer.encode(c, out));
+                        stuffer.finish(out);
                     }
                     command::end_of_data(&mut self.out);
                     txn.eod_written = true;
@@ -859,7 +919,7 @@ impl ClientConnection {
             txn.reset_for_retry();
             self.pending.push_front(txn);
         } else {
-            self.bytes_in_flight -= txn.tx.body.as_bytes().len();
+            self.bytes_in_flight -= txn.tx.body.len();
             events.push(Event::TransactionResult {
                 txn_id: txn.txn_id,
                 mail_reply: txn.mail_reply.unwrap_or_else(|| Reply::new(0, "")),
@@ -895,9 +955,7 @@ impl ClientConnection {
             let seq = txn.seq;
             let caps = self.caps.as_ref();
             let params = MailParams {
-                size: caps
-                    .and_then(|c| c.size)
-                    .map(|_| txn.tx.body.as_bytes().len()),
+                size: caps.and_then(|c| c.size).map(|_| txn.tx.body.len()),
                 eight_bit_mime: txn.tx.eight_bit && caps.is_some_and(|c| c.eight_bit_mime),
                 smtputf8: txn.tx.smtputf8,
             };
@@ -941,7 +999,10 @@ impl ClientConnection {
             return;
         };
         if chunking {
-            command::bdat_last(&mut self.out, txn.tx.body.as_bytes());
+            let out = &mut self.out;
+            out.reserve(txn.tx.body.len() + 32);
+            command::bdat_last(out, txn.tx.body.len());
+            txn.tx.body.for_each_chunk(|c| out.extend_from_slice(c));
             txn.eod_written = true;
             self.eod_written_upto = txn.seq;
             self.expected.push_back(Expect {

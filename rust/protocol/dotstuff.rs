@@ -102,27 +102,55 @@ pub fn dot_stuff(body: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Checks, chunk by chunk, that a body is already in wire form: every CR is followed by
+/// LF, every LF preceded by CR, and the body is empty or ends with CRLF.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LineEndCheck {
+    prev_cr: bool,
+    bad: bool,
+    last: Option<u8>,
+}
+
+impl LineEndCheck {
+    /// Check the next chunk.
+    pub fn update(&mut self, chunk: &[u8]) {
+        let Some(&last) = chunk.last() else { return };
+        if self.bad {
+            return;
+        }
+        if self.prev_cr && chunk[0] != b'\n' {
+            self.bad = true;
+            return;
+        }
+        for i in memchr2_iter(b'\r', b'\n', chunk) {
+            let ok = if chunk[i] == b'\r' {
+                chunk.get(i + 1).is_none_or(|&b| b == b'\n')
+            } else if i == 0 {
+                self.prev_cr
+            } else {
+                chunk[i - 1] == b'\r'
+            };
+            if !ok {
+                self.bad = true;
+                return;
+            }
+        }
+        self.prev_cr = last == b'\r';
+        self.last = Some(last);
+    }
+
+    /// True when everything checked so far is in wire form and complete.
+    pub fn finish(&self) -> bool {
+        !self.bad && self.last.is_none_or(|b| b == b'\n')
+    }
+}
+
 /// True when `body` is already in wire form: only CRLF line ends, ending with CRLF (or
 /// empty).
 pub fn is_normalized(body: &[u8]) -> bool {
-    if body.is_empty() {
-        return true;
-    }
-    if !body.ends_with(b"\r\n") {
-        return false;
-    }
-    let mut expect_lf_at = usize::MAX;
-    for i in memchr2_iter(b'\r', b'\n', body) {
-        if body[i] == b'\r' {
-            if body.get(i + 1) != Some(&b'\n') {
-                return false;
-            }
-            expect_lf_at = i + 1;
-        } else if i != expect_lf_at {
-            return false;
-        }
-    }
-    true
+    let mut check = LineEndCheck::default();
+    check.update(body);
+    check.finish()
 }
 
 /// `body` with every CR, LF or CRLF as CRLF and a final CRLF (borrowed when already so).
@@ -216,6 +244,23 @@ mod tests {
         assert!(!is_normalized(b"a\nb\r\n"));
         assert!(!is_normalized(b"a\rb\r\n"));
         assert!(matches!(normalize(b"a\r\n"), Cow::Borrowed(_)));
+        // Chunked: the same verdict at every split point.
+        for body in [
+            &b"a\r\nb\r\n"[..],
+            b"a\rb\r\n",
+            b"a\nb\r\n",
+            b"\r\n",
+            b"a\r",
+            b"a\r\r\n",
+            b"x",
+        ] {
+            for split in 0..=body.len() {
+                let mut c = LineEndCheck::default();
+                c.update(&body[..split]);
+                c.update(&body[split..]);
+                assert_eq!(c.finish(), is_normalized(body), "{body:?} at {split}");
+            }
+        }
         assert_eq!(normalize(b".a\nb").as_ref(), b".a\r\nb\r\n");
     }
 

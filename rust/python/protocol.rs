@@ -7,13 +7,15 @@
 //! turned into a closed connection rather than crossing into Python.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
 
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
 
 use super::errors::new_error;
-use crate::protocol::connection::{Body, ClientConnection, Event, Transaction};
+use super::mime::PyBuiltMessage;
+use crate::protocol::connection::{Body, ClientConnection, Event, MessageBytes, Transaction};
 use crate::protocol::reply::{self, Reply, DEFAULT_MAX_REPLY_BYTES};
 use crate::protocol::{dotstuff, Capabilities, Error};
 
@@ -22,9 +24,12 @@ fn to_py(py: Python<'_>, e: Error) -> PyErr {
     match e {
         Error::Local(m) => new_error(py, "LocalProtocolError", &m, &[]),
         Error::Remote(m) => new_error(py, "RemoteProtocolError", &m, &[]),
-        Error::InvalidMessage { message, field } => {
-            new_error(py, "InvalidMessage", &message, &[("field", field.as_deref())])
-        }
+        Error::InvalidMessage { message, field } => new_error(
+            py,
+            "InvalidMessage",
+            &message,
+            &[("field", field.as_deref())],
+        ),
         Error::Smtputf8Required(m) => new_error(py, "SMTPUTF8Required", &m, &[]),
     }
 }
@@ -239,7 +244,11 @@ impl PyCommandFailed {
         reply(&self.reply)
     }
     fn __repr__(&self) -> String {
-        format!("CommandFailed({:?}, {:?})", self.command, self.reply.to_string())
+        format!(
+            "CommandFailed({:?}, {:?})",
+            self.command,
+            self.reply.to_string()
+        )
     }
 }
 
@@ -264,7 +273,10 @@ impl PyTransactionResult {
     }
     #[getter]
     fn rcpt_replies(&self) -> Vec<Option<PyReply>> {
-        self.rcpt_replies.iter().map(|r| r.as_ref().map(reply)).collect()
+        self.rcpt_replies
+            .iter()
+            .map(|r| r.as_ref().map(reply))
+            .collect()
     }
     #[getter]
     fn data_reply(&self) -> Option<PyReply> {
@@ -281,7 +293,9 @@ impl PyTransactionResult {
             self.txn_id,
             self.mail_reply.code,
             rcpts.join(", "),
-            self.data_reply.as_ref().map_or("None".into(), |r| r.to_string())
+            self.data_reply
+                .as_ref()
+                .map_or("None".into(), |r| r.to_string())
         )
     }
 }
@@ -353,29 +367,72 @@ impl PyClosed {
 /// Convert one core event into its Python class.
 fn event_to_py(py: Python<'_>, event: Event) -> PyResult<Py<PyAny>> {
     Ok(match event {
-        Event::Ready { greeting, capabilities } => {
-            Py::new(py, PyReady { greeting, capabilities })?.into_any()
-        }
+        Event::Ready {
+            greeting,
+            capabilities,
+        } => Py::new(
+            py,
+            PyReady {
+                greeting,
+                capabilities,
+            },
+        )?
+        .into_any(),
         Event::StartTlsReady => Py::new(py, PyStartTlsReady)?.into_any(),
         Event::AuthSucceeded(r) => Py::new(py, PyAuthSucceeded(r))?.into_any(),
         Event::AuthFailed(r) => Py::new(py, PyAuthFailed(r))?.into_any(),
         Event::CommandFailed { command, reply } => {
             Py::new(py, PyCommandFailed { command, reply })?.into_any()
         }
-        Event::TransactionResult { txn_id, mail_reply, rcpt_replies, data_reply } => {
-            Py::new(py, PyTransactionResult { txn_id, mail_reply, rcpt_replies, data_reply })?
-                .into_any()
-        }
-        Event::TransactionAborted { txn_id, end_of_data_sent, reason, reply } => Py::new(
+        Event::TransactionResult {
+            txn_id,
+            mail_reply,
+            rcpt_replies,
+            data_reply,
+        } => Py::new(
             py,
-            PyTransactionAborted { txn_id, end_of_data_sent, reason, reply },
+            PyTransactionResult {
+                txn_id,
+                mail_reply,
+                rcpt_replies,
+                data_reply,
+            },
         )?
         .into_any(),
-        Event::Closed { reason, reply, error } => {
+        Event::TransactionAborted {
+            txn_id,
+            end_of_data_sent,
+            reason,
+            reply,
+        } => Py::new(
+            py,
+            PyTransactionAborted {
+                txn_id,
+                end_of_data_sent,
+                reason,
+                reply,
+            },
+        )?
+        .into_any(),
+        Event::Closed {
+            reason,
+            reply,
+            error,
+        } => {
             let error = error.map(|m| {
-                new_error(py, "RemoteProtocolError", &m, &[]).into_value(py).into_any()
+                new_error(py, "RemoteProtocolError", &m, &[])
+                    .into_value(py)
+                    .into_any()
             });
-            Py::new(py, PyClosed { reason, reply, error })?.into_any()
+            Py::new(
+                py,
+                PyClosed {
+                    reason,
+                    reply,
+                    error,
+                },
+            )?
+            .into_any()
         }
     })
 }
@@ -435,7 +492,9 @@ impl PyClientConnection {
         secret: &str,
         allow_plaintext: bool,
     ) -> PyResult<()> {
-        self.0.auth(mechanism, username, secret, allow_plaintext).map_err(|e| to_py(py, e))
+        self.0
+            .auth(mechanism, username, secret, allow_plaintext)
+            .map_err(|e| to_py(py, e))
     }
 
     #[pyo3(signature = (txn_id, message = None, *, sender = None, recipients = None, body = None))]
@@ -499,18 +558,35 @@ impl PyClientConnection {
     }
 }
 
-/// A transaction from a message object (duck-typed on the `BuiltMessage` interface:
-/// `envelope_sender`, `recipients`, `smtputf8`, `eight_bit`, `as_bytes()`).
+/// A `BuiltMessage` as a transaction body: its chunks are written straight from the
+/// message (shared attachment parts included), never joined or copied on the way.
+struct MessageBody(Py<PyBuiltMessage>);
+
+impl MessageBytes for MessageBody {
+    fn len(&self) -> usize {
+        self.0.get().inner.len()
+    }
+    fn for_each_chunk(&self, f: &mut dyn FnMut(&[u8])) {
+        for chunk in self.0.get().inner.chunks() {
+            f(chunk)
+        }
+    }
+}
+
+/// A transaction from a `BuiltMessage`.
 fn transaction_from_message(message: &Bound<'_, PyAny>) -> PyResult<Transaction> {
     let py = message.py();
-    let sender: String = message.getattr("envelope_sender")?.extract()?;
-    let recipients: Vec<String> = message.getattr("recipients")?.extract()?;
-    let smtputf8: bool = message.getattr("smtputf8")?.extract()?;
-    let eight_bit: bool = message.getattr("eight_bit")?.extract()?;
-    let body = message.call_method0("as_bytes")?;
-    let body = body.cast::<PyBytes>()?.as_bytes().to_vec();
-    Transaction::new(&sender, &recipients, Body::new(body), smtputf8, eight_bit)
-        .map_err(|e| to_py(py, e))
+    let built = message.cast::<PyBuiltMessage>()?;
+    let m = &built.get().inner;
+    let body = Body::from_source(Arc::new(MessageBody(built.clone().unbind())));
+    Transaction::new(
+        m.envelope_sender(),
+        m.recipients(),
+        body,
+        m.smtputf8(),
+        m.eight_bit(),
+    )
+    .map_err(|e| to_py(py, e))
 }
 
 /// The DATA encoding of a body: leading dots doubled, CRLF line ends, a final CRLF.
@@ -525,7 +601,11 @@ fn dot_stuff<'py>(py: Python<'py>, body: &[u8]) -> Bound<'py, PyBytes> {
 fn parse_replies(py: Python<'_>, data: &[u8], max_reply_bytes: usize) -> PyResult<Vec<PyReply>> {
     let replies = catch_unwind(|| reply::parse_all(data, max_reply_bytes))
         .unwrap_or_else(|_| Err(Error::remote("internal error while parsing")));
-    Ok(replies.map_err(|e| to_py(py, e))?.into_iter().map(PyReply).collect())
+    Ok(replies
+        .map_err(|e| to_py(py, e))?
+        .into_iter()
+        .map(PyReply)
+        .collect())
 }
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
