@@ -223,7 +223,9 @@ class TransactionAborted:
         """As Closed.reason."""
     @property
     def reply(self) -> Reply | None:
-        """The 421 that closed the connection, when that is why."""
+        """The 421 that closed the connection, when that is why. A 421 is an in-order
+        answer: the server accepted none of the transactions it aborts, so they can be
+        retried even when ``end_of_data_sent`` is True. After "eof" they cannot be known."""
 
 @final
 class Closed:
