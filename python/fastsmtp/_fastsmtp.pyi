@@ -188,7 +188,12 @@ class CommandFailed:
 @final
 class TransactionResult:
     """The outcome of one submitted transaction; exactly one per submit() (or a
-    TransactionAborted instead)."""
+    TransactionAborted instead).
+
+    A recipient got the message exactly when ``data_reply`` is a 2xx and its own entry of
+    ``rcpt_replies`` is a 2xx. (Decide by ``data_reply``, not ``mail_reply`` alone: a server
+    that answered MAIL with 503 while still inside an earlier transaction may have
+    delivered anyway; such a transaction is retried once after RSET when it was not.)"""
 
     @property
     def txn_id(self) -> int: ...
@@ -214,10 +219,13 @@ class TransactionAborted:
     @property
     def end_of_data_sent(self) -> bool: ...
     @property
-    def reason(self) -> str: ...
+    def reason(self) -> str:
+        """As Closed.reason."""
     @property
     def reply(self) -> Reply | None:
-        """The 421 that closed the connection, when that is why."""
+        """The 421 that closed the connection, when that is why. A 421 is an in-order
+        answer: the server accepted none of the transactions it aborts, so they can be
+        retried even when ``end_of_data_sent`` is True. After "eof" they cannot be known."""
 
 @final
 class Closed:
@@ -225,9 +233,12 @@ class Closed:
     in-flight transaction has already been given a TransactionAborted event."""
 
     @property
-    def reason(self) -> str: ...
+    def reason(self) -> str:
+        """One of "quit" (QUIT answered), "eof" (the server closed), "421" (the server is
+        shutting the connection down) or "protocol error: <what>"."""
     @property
-    def reply(self) -> Reply | None: ...
+    def reply(self) -> Reply | None:
+        """The reply to QUIT, or the 421."""
     @property
     def error(self) -> Exception | None:
         """A RemoteProtocolError instance when the server broke the protocol."""
@@ -293,7 +304,9 @@ class ClientConnection:
         (bare CR or LF in a raw body is normalized to CRLF, and a final CRLF is
         added when missing: a bare CR or LF never reaches the wire). Raises
         SMTPUTF8Required if the message needs SMTPUTF8 and the server lacks it, and
-        InvalidMessage if it exceeds the server's SIZE. Only after Ready."""
+        InvalidMessage if it exceeds the server's SIZE or an address holds a space, "<",
+        ">" or a control character (``field`` names it). Only after Ready. ``txn_id`` is
+        any int in 0..2**64; a BuiltMessage's bytes are written from it without a copy."""
     def quit(self) -> None:
         """Queue QUIT after everything already queued."""
     @property
