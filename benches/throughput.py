@@ -57,6 +57,8 @@ SMTP_SOURCE_HEADERS = 130
 the Python senders make messages of ``-l`` + this, so everyone sends the same size."""
 
 SENDERS = ("fastsmtp", "smtp-source", "aiosmtplib", "aiosmtplib-email", "ceiling")
+COLORS = dict(zip(SENDERS, ("C0", "C1", "C2", "C3", "C4"), strict=True))
+"""One colour per sender in every panel of the plot."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -382,7 +384,7 @@ def plot(cells: list[Cell], plan: list[Scenario], path: Path) -> bool:
             )
             if points:
                 xs, ys = zip(*points, strict=True)
-                ax.plot(xs, ys, marker="o", label=sender)
+                ax.plot(xs, ys, marker="o", label=sender, color=COLORS[sender])
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         ax.set_xticks(list(scenario.connections), [str(c) for c in scenario.connections])
