@@ -68,7 +68,7 @@ proptest! {
 
     #[test]
     fn reply_parser_split_invariant(data in replyish(), cuts in prop::collection::vec(any::<usize>(), 0..12)) {
-        let whole = parse_pieces(&[data.clone()]);
+        let whole = parse_pieces(std::slice::from_ref(&data));
         prop_assert_eq!(&parse_pieces(&chunks(&data, &cuts)), &whole);
         let bytewise: Vec<Vec<u8>> = data.iter().map(|b| vec![*b]).collect();
         prop_assert_eq!(&parse_pieces(&bytewise), &whole);

@@ -631,7 +631,10 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
         m.getattr("Closed")?,
     ];
     let or = m.py().import("operator")?.getattr("or_")?;
-    let event = m.py().import("functools")?.call_method1("reduce", (or, classes))?;
+    let event = m
+        .py()
+        .import("functools")?
+        .call_method1("reduce", (or, classes))?;
     m.add("Event", event)?;
     m.add_function(wrap_pyfunction!(dot_stuff, m)?)?;
     m.add_function(wrap_pyfunction!(parse_replies, m)?)?;
