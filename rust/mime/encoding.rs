@@ -422,6 +422,26 @@ mod tests {
 
     proptest::proptest! {
         #[test]
+        fn qp_round_trip_words(words in proptest::collection::vec(
+            proptest::sample::select(vec![
+                "From ", "F", "rom", " ", "\t", "=", "\r\n", "\n", "\r", ".", "é", "x",
+                "0123456789012345678901234567890123456789012345678901234567890123456789",
+            ]),
+            0..80,
+        )) {
+            let text = words.concat();
+            let mut out = Vec::new();
+            encode_qp(text.as_bytes(), &mut out);
+            for line in out.split(|&b| b == b'\n') {
+                let line = line.strip_suffix(b"\r").unwrap_or(line);
+                proptest::prop_assert!(line.len() <= 76);
+                proptest::prop_assert!(!line.ends_with(b" ") && !line.ends_with(b"\t"));
+                proptest::prop_assert!(!line.starts_with(b"From "));
+            }
+            proptest::prop_assert_eq!(qp_decode(&out), normalize_newlines(text.as_bytes()));
+        }
+
+        #[test]
         fn qp_round_trip(text in proptest::collection::vec(
             proptest::prop_oneof![
                 proptest::num::u8::ANY,
