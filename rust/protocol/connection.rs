@@ -843,15 +843,16 @@ impl ClientConnection {
                 txn.nested = reply.code == 503;
                 txn.mail_reply = Some(reply);
                 if lockstep {
-                    if ok {
-                        command::rcpt(&mut self.out, &txn.tx.recipients[0]);
-                        self.expected.push_back(Expect {
-                            kind: Kind::Rcpt,
-                            seq: exp.seq,
-                            rcpt: 0,
-                        });
-                    } else {
-                        self.resolve_front(events);
+                    match txn.tx.recipients.first() {
+                        Some(first) if ok => {
+                            command::rcpt(&mut self.out, first);
+                            self.expected.push_back(Expect {
+                                kind: Kind::Rcpt,
+                                seq: exp.seq,
+                                rcpt: 0,
+                            });
+                        }
+                        _ => self.resolve_front(events),
                     }
                 }
             }
@@ -932,7 +933,7 @@ impl ClientConnection {
             txn.reset_for_retry();
             self.pending.push_front(txn);
         } else {
-            self.bytes_in_flight -= txn.tx.body.len();
+            self.bytes_in_flight = self.bytes_in_flight.saturating_sub(txn.tx.body.len());
             events.push(Event::TransactionResult {
                 txn_id: txn.txn_id,
                 mail_reply: txn.mail_reply.unwrap_or_else(|| Reply::new(0, "")),
@@ -978,11 +979,10 @@ impl ClientConnection {
                 seq,
                 rcpt: 0,
             });
-            self.active.push_back(txn);
             if lockstep {
+                self.active.push_back(txn);
                 return;
             }
-            let txn = self.active.back().expect("just pushed");
             for (i, r) in txn.tx.recipients.iter().enumerate() {
                 command::rcpt(&mut self.out, r);
                 self.expected.push_back(Expect {
@@ -991,6 +991,7 @@ impl ClientConnection {
                     rcpt: i as u32,
                 });
             }
+            self.active.push_back(txn);
             self.write_data_phase();
             if !chunking {
                 return; // wait for the 354
