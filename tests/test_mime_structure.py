@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from tests.mime_support import attachment, build, check_wire, header_names, parse, tree
 
 GOLDEN = Path(__file__).parent / "golden"

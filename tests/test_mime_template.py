@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from tests import hypothesis_profiles
-from tests.mime_support import attachment, body_text, check_wire, normalize_text, parse, spec
 
 from fastsmtp import _fastsmtp
 from fastsmtp._errors import InvalidMessage, TemplateError
 from fastsmtp._models import Attachment, Message
+from tests import hypothesis_profiles
+from tests.mime_support import attachment, body_text, check_wire, normalize_text, parse, spec
 
 hypothesis_profiles.load()
 

@@ -64,11 +64,14 @@ def build_message(spec: MessageSpec) -> BuiltMessage:
 class Template:
     """A message template compiled once for a batch.
 
-    ``spec`` is a MessageSpec whose to/cc/bcc are empty (each recipient becomes the To);
-    subject, text, html and extra header values are minijinja templates. ``data`` is the
-    batch-wide template data. Shared parts (attachments, inline images, any part that uses
-    no variable) are encoded once here and reused as bytes.
-    Raises InvalidMessage / TemplateError (a syntax error, naming the field).
+    ``spec`` is a MessageSpec whose ``to`` is empty (each recipient becomes the To;
+    InvalidMessage(field="to") otherwise) and without ``message_id`` (each message gets
+    its own); cc and bcc, if any, go to every message. Subject, text, html and extra header
+    values are minijinja (Jinja2-compatible) templates with strict undefined variables.
+    ``data`` is the batch-wide template data. Shared parts (attachments, inline images, any
+    part that uses no variable) are encoded once here and reused as bytes.
+    Raises InvalidMessage / TemplateError (a syntax error, naming the field: "subject",
+    "text", "html" or "headers[Name]").
     """
 
     def __new__(cls, spec: MessageSpec, data: dict[str, Any] | None = None) -> Template: ...
@@ -89,9 +92,15 @@ class Template:
         """Render one message per (address, name, data) recipient, with the GIL released.
 
         Template variables: the recipient's data, then ``address``, ``name`` and ``email``,
-        then the batch data. Values are HTML-escaped in the html part. A recipient whose
-        message cannot be made (bad address, undefined variable...) gets an InvalidMessage
-        or TemplateError *instance* in its slot instead of a message; nothing is raised.
+        then the batch data. Values are HTML-escaped in the html part only, as Jinja2 does
+        (``& < > " '``; ``|safe`` opts out). ``name`` (when given) overrides a display name
+        in ``address``. A recipient whose message cannot be made gets an exception
+        *instance* in its slot instead of a message; nothing is raised for it:
+        InvalidMessage(field="address" | "name") for a bad address or name,
+        InvalidMessage(field="subject" | "headers[Name]") when a rendered header value holds
+        CR/LF (header injection through data), TemplateError(field, variable) for an
+        undefined variable (``variable`` is e.g. "first_name" or "user.first_name").
+        A recipient that is not an (address, name, data) tuple raises TypeError.
         """
 
 # --------------------------------------------------------------------------------------------
@@ -270,9 +279,9 @@ class ClientConnection:
     lock-step. A protocol error is sticky: later calls raise LocalProtocolError.
     """
 
-    def __init__(
-        self, local_hostname: str = "localhost", *, max_reply_bytes: int = 65536
-    ) -> None: ...
+    def __new__(
+        cls, local_hostname: str = "localhost", *, max_reply_bytes: int = 65536
+    ) -> ClientConnection: ...
     def receive_data(self, data: bytes) -> list[Event]:
         """Feed bytes read from the server; b"" means the server closed the connection.
         Never raises for peer misbehaviour: malformed or hostile replies end the connection

@@ -238,7 +238,9 @@ fn make_env() -> Environment<'static> {
     let mut syntax = minijinja::syntax::SyntaxConfig::builder();
     syntax.keep_trailing_newline(true);
     env.set_syntax(syntax.build().expect("default delimiters are valid"));
-    env.set_debug(true);
+    // Error spans (to name an undefined variable) work without debug mode, which would
+    // copy the template state into every per-recipient error.
+    env.set_debug(false);
     env
 }
 

@@ -171,6 +171,32 @@ impl Transaction {
         smtputf8: bool,
         eight_bit: bool,
     ) -> Result<Self> {
+        let body = if body.is_normalized() {
+            body
+        } else {
+            body.normalized()
+        };
+        Self::with_normalized_body(sender, recipients, body, smtputf8, eight_bit)
+    }
+
+    /// A transaction from a raw body: line ends normalized, `eight_bit` when any octet is
+    /// not ASCII.
+    pub fn from_raw<S: AsRef<str>>(sender: &str, recipients: &[S], body: &[u8]) -> Result<Self> {
+        let eight_bit = !body.is_ascii();
+        let body = match dotstuff::normalize(body) {
+            std::borrow::Cow::Borrowed(b) => Body::new(Arc::<[u8]>::from(b)),
+            std::borrow::Cow::Owned(v) => Body::new(v),
+        };
+        Self::with_normalized_body(sender, recipients, body, false, eight_bit)
+    }
+
+    fn with_normalized_body<S: AsRef<str>>(
+        sender: &str,
+        recipients: &[S],
+        body: Body,
+        smtputf8: bool,
+        eight_bit: bool,
+    ) -> Result<Self> {
         let sender = Address::sender(sender, "sender")?;
         if recipients.is_empty() {
             return Err(Error::invalid("no recipients", "recipients"));
@@ -178,15 +204,10 @@ impl Transaction {
         let recipients = recipients
             .iter()
             .enumerate()
-            .map(|(i, r)| Address::recipient(r.as_ref(), &format!("recipients[{i}]")))
+            .map(|(i, r)| Address::parse(r.as_ref(), false, || format!("recipients[{i}]")))
             .collect::<Result<Vec<_>>>()?;
         let smtputf8 =
             smtputf8 || sender.needs_smtputf8() || recipients.iter().any(Address::needs_smtputf8);
-        let body = if body.is_normalized() {
-            body
-        } else {
-            body.normalized()
-        };
         Ok(Transaction {
             sender,
             recipients,
@@ -194,14 +215,6 @@ impl Transaction {
             smtputf8,
             eight_bit,
         })
-    }
-
-    /// A transaction from a raw body: line ends normalized, `eight_bit` when any octet is
-    /// not ASCII.
-    pub fn from_raw<S: AsRef<str>>(sender: &str, recipients: &[S], body: &[u8]) -> Result<Self> {
-        let eight_bit = !body.is_ascii();
-        let body = Body::new(dotstuff::normalize(body).into_owned());
-        Self::new(sender, recipients, body, false, eight_bit)
     }
 }
 
@@ -830,15 +843,16 @@ impl ClientConnection {
                 txn.nested = reply.code == 503;
                 txn.mail_reply = Some(reply);
                 if lockstep {
-                    if ok {
-                        command::rcpt(&mut self.out, &txn.tx.recipients[0]);
-                        self.expected.push_back(Expect {
-                            kind: Kind::Rcpt,
-                            seq: exp.seq,
-                            rcpt: 0,
-                        });
-                    } else {
-                        self.resolve_front(events);
+                    match txn.tx.recipients.first() {
+                        Some(first) if ok => {
+                            command::rcpt(&mut self.out, first);
+                            self.expected.push_back(Expect {
+                                kind: Kind::Rcpt,
+                                seq: exp.seq,
+                                rcpt: 0,
+                            });
+                        }
+                        _ => self.resolve_front(events),
                     }
                 }
             }
@@ -919,7 +933,7 @@ impl ClientConnection {
             txn.reset_for_retry();
             self.pending.push_front(txn);
         } else {
-            self.bytes_in_flight -= txn.tx.body.len();
+            self.bytes_in_flight = self.bytes_in_flight.saturating_sub(txn.tx.body.len());
             events.push(Event::TransactionResult {
                 txn_id: txn.txn_id,
                 mail_reply: txn.mail_reply.unwrap_or_else(|| Reply::new(0, "")),
@@ -965,11 +979,10 @@ impl ClientConnection {
                 seq,
                 rcpt: 0,
             });
-            self.active.push_back(txn);
             if lockstep {
+                self.active.push_back(txn);
                 return;
             }
-            let txn = self.active.back().expect("just pushed");
             for (i, r) in txn.tx.recipients.iter().enumerate() {
                 command::rcpt(&mut self.out, r);
                 self.expected.push_back(Expect {
@@ -978,6 +991,7 @@ impl ClientConnection {
                     rcpt: i as u32,
                 });
             }
+            self.active.push_back(txn);
             self.write_data_phase();
             if !chunking {
                 return; // wait for the 354
