@@ -95,7 +95,8 @@ class Pool:
         if isinstance(event, core.TransactionAborted):
             reply = event.reply
             reason = event.reason or reason
-            if event.end_of_data_sent:
+            # A 421 means the server took nothing still in flight (see the core's docs).
+            if event.end_of_data_sent and not (reply is not None and reply.code == 421):
                 job.finish_all("deferred", reply, NO_REPLY_AFTER_DATA.format(reason=reason))
                 return
         if can_retry:
