@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import Any, final
 
 __version__: str
+__all__: list[str]
 
 # --------------------------------------------------------------------------------------------
 # MIME (rust/mime, rust/python/mime.rs)
