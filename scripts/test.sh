@@ -18,7 +18,7 @@ cargo test --quiet
 
 echo "== python: ruff, mypy, stubtest"
 ruff check .
-ruff format --check .
+ruff format --check python tests benches scripts
 mypy
 python -m mypy.stubtest fastsmtp._fastsmtp --allowlist scripts/stubtest-allowlist.txt
 

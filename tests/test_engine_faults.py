@@ -87,3 +87,45 @@ async def test_fault_storm_every_recipient_exactly_one_true_result(
         else:
             assert stored[key] == 0, f"reported {r.status} but stored: {r}"
     assert engine.stats.accepted == statuses["accepted"]
+
+
+@pytest.mark.parametrize("chunking", [True, False], ids=["chunking", "pipelining"])
+async def test_a_broken_connection_uses_up_one_attempt_only(chunking: bool) -> None:
+    """A 421 closes the connection with a full window in flight. Only the transaction the
+    server was answering used an attempt; those queued behind it are retried for free, so
+    with max_attempts=1 exactly one recipient per 421 is deferred and the rest get through."""
+    count = 600
+    template = fastsmtp.Message(sender="bulk@example.com", subject="Hi", text="Body {{ name }}")
+    recipients = [f"user{i}@example.org" for i in range(count)]
+    results: list[fastsmtp.Result] = []
+    async with FaultServer(Faults(mail_421=0.02), seed=7, chunking=chunking) as server:
+        async with fastsmtp.Engine(
+            "127.0.0.1", server.port, tls="none", connections=2, max_attempts=1, timeout=5
+        ) as engine:
+            await engine.send_batch(
+                template, recipients, data={"name": "x"}, on_result=results.append
+            )
+    statuses = Counter(r.status for r in results)
+    assert server.events["mail_421"] >= 3
+    assert statuses["deferred"] == server.events["mail_421"]
+    assert statuses["accepted"] == count - server.events["mail_421"]
+    stored = server.stored_pairs()
+    assert all(stored[(r.message_id, r.recipient)] == 1 for r in results if r.status == "accepted")
+
+
+async def test_chunking_leaves_at_most_data_window_messages_in_doubt() -> None:
+    """With CHUNKING every BDAT LAST in flight may have been taken when the server vanishes;
+    the window for such messages is data_window, so one disconnect strands at most that many."""
+    template = fastsmtp.Message(sender="bulk@example.com", subject="Hi", text="Body")
+    results: list[fastsmtp.Result] = []
+    faults = Faults(disconnect_after_end=0.01)
+    async with FaultServer(faults, seed=3, chunking=True) as server:
+        async with fastsmtp.Engine(
+            "127.0.0.1", server.port, tls="none", connections=1, data_window=8, timeout=5
+        ) as engine:
+            recipients = [f"user{i}@example.org" for i in range(1000)]
+            await engine.send_batch(template, recipients, on_result=results.append)
+    in_doubt = [r for r in results if r.status == "deferred" and NO_REPLY_MARK in r.text]
+    assert server.events["disconnect_after_end"] >= 3
+    assert 0 < len(in_doubt) <= 8 * server.events["disconnect_after_end"]
+    assert Counter(r.status for r in results)["accepted"] == 1000 - len(in_doubt)

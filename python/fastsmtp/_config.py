@@ -42,6 +42,10 @@ class EngineConfig:
     """Transactions in flight per connection (count)."""
     window_bytes: int = 8 * 1024 * 1024
     """Message octets in flight per connection."""
+    data_window: int = 32
+    """With CHUNKING, the transactions in flight per connection (each one's BDAT LAST is
+    already sent): if the connection breaks, at most this many messages are left in doubt
+    and reported ``deferred`` instead of being sent twice."""
     idle_timeout: float = 30.0
 
     def __post_init__(self) -> None:
@@ -49,7 +53,13 @@ class EngineConfig:
             raise ValueError(f"tls must be one of {', '.join(TLS_MODES)}, not {self.tls!r}")
         if not 0 < self.port < 65536:
             raise ValueError(f"port out of range: {self.port}")
-        for name in ("connections", "max_messages_per_connection", "max_attempts", "window"):
+        for name in (
+            "connections",
+            "max_messages_per_connection",
+            "max_attempts",
+            "window",
+            "data_window",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
         if self.timeout <= 0:

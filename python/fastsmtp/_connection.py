@@ -83,6 +83,8 @@ class Connection(asyncio.Protocol):
         self._capacity.set()
         self._last_activity = 0.0
         self._watchdog: asyncio.TimerHandle | None = None
+        self.window = config.window
+        self._abort_charged = False
 
     # -- asyncio.Protocol ---------------------------------------------------------------
 
@@ -157,6 +159,17 @@ class Connection(asyncio.Protocol):
         for job in list(self.jobs.values()):
             self.on_settled(self, job, None)
         self.jobs.clear()
+
+    def charge_abort(self) -> bool:
+        """True for the first transaction aborted on this connection, False afterwards.
+
+        Replies come in order, so when a connection breaks only the first unfinished
+        transaction was being worked on; the ones queued behind it never got the server's
+        attention, and retrying them should not use up one of their attempts.
+        """
+        first = not self._abort_charged
+        self._abort_charged = True
+        return first
 
     def _touch(self) -> None:
         self._last_activity = self._loop.time()
@@ -258,6 +271,10 @@ class Connection(asyncio.Protocol):
                 )
         if config.username:
             await self._authenticate()
+        if self.capabilities.chunking:
+            # Every BDAT LAST goes out at once, so each transaction in flight is a message
+            # the server may have taken without our knowing if the connection breaks.
+            self.window = min(config.window, config.data_window)
 
     async def _start_tls(self, ctx: ssl.SSLContext) -> None:
         loop = asyncio.get_running_loop()
@@ -300,7 +317,7 @@ class Connection(asyncio.Protocol):
 
     def _has_capacity(self) -> bool:
         return (
-            self.core.in_flight < self.config.window
+            self.core.in_flight < self.window
             and self.core.bytes_in_flight < self.config.window_bytes
         )
 
@@ -308,7 +325,7 @@ class Connection(asyncio.Protocol):
         # A full window is refilled once half of it has drained, not one slot at a time:
         # each worker wake-up then submits a large group instead of one or two messages.
         return (
-            self.core.in_flight <= self.config.window // 2
+            self.core.in_flight <= self.window // 2
             and self.core.bytes_in_flight <= self.config.window_bytes // 2
         )
 
@@ -324,7 +341,7 @@ class Connection(asyncio.Protocol):
         """How many more transactions the window takes now (by count and bytes, roughly)."""
         if self.closed:
             return 0
-        return max(0, self.config.window - self.core.in_flight) if self._has_capacity() else 0
+        return max(0, self.window - self.core.in_flight) if self._has_capacity() else 0
 
     def submit(self, job: Job) -> None:
         """Queue one transaction; call flush() after a group of submits."""

@@ -95,6 +95,7 @@ class Engine:
         local_hostname: str | None = None,
         window: int = 256,
         window_bytes: int = 8 * 1024 * 1024,
+        data_window: int = 32,
         idle_timeout: float = 30.0,
     ) -> None:
         self.config = EngineConfig(
@@ -120,6 +121,7 @@ class Engine:
             local_hostname=local_hostname,
             window=window,
             window_bytes=window_bytes,
+            data_window=data_window,
             idle_timeout=idle_timeout,
         )
         self.stats = Stats()

@@ -9,7 +9,27 @@ from collections.abc import Sequence
 from typing import Any, final
 
 __version__: str
-__all__: list[str]
+__all__ = [
+    "AuthFailed",
+    "AuthSucceeded",
+    "BuiltMessage",
+    "Capabilities",
+    "ClientConnection",
+    "Closed",
+    "CommandFailed",
+    "Event",
+    "MessageSpec",
+    "Ready",
+    "Reply",
+    "StartTlsReady",
+    "Template",
+    "TransactionAborted",
+    "TransactionResult",
+    "__version__",
+    "build_message",
+    "dot_stuff",
+    "parse_replies",
+]
 
 # --------------------------------------------------------------------------------------------
 # MIME (rust/mime, rust/python/mime.rs)

@@ -97,8 +97,14 @@ class Pool:
             reason = event.reason or reason
             # A 421 means the server took nothing still in flight (see the core's docs).
             if event.end_of_data_sent and not (reply is not None and reply.code == 421):
+                conn.charge_abort()
                 job.finish_all("deferred", reply, NO_REPLY_AFTER_DATA.format(reason=reason))
                 return
+        if not conn.charge_abort():
+            # It waited behind the transaction that broke the connection: not an attempt.
+            # Each break still charges one transaction, so retries cannot go on forever.
+            job.attempts -= 1
+            can_retry = True
         if can_retry:
             self._retry_later(job)
         else:
