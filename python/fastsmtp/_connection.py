@@ -14,8 +14,9 @@ import contextlib
 import itertools
 import logging
 import ssl
+from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from fastsmtp import _fastsmtp as core
 from fastsmtp._config import EngineConfig
@@ -31,6 +32,9 @@ from fastsmtp._errors import (
 from fastsmtp._jobs import Job
 
 log = logging.getLogger("fastsmtp")
+
+CLOSE_TIMEOUT = 5.0
+"""Seconds quit() waits for the socket to close (e.g. a TLS close_notify) before aborting."""
 
 Settled = Callable[["Connection", Job, Any], None]
 """Called with (connection, job, TransactionResult | TransactionAborted)."""
@@ -73,7 +77,14 @@ class Connection(asyncio.Protocol):
         self.capabilities: core.Capabilities | None = None
         self.bytes_sent = 0
         self._handshake: asyncio.Future[Any] | None = None
+        # Handshake events that came before _expect() waited for them: on uvloop the
+        # greeting and the EHLO reply can be handled before open() reaches _setup().
+        self._early_events: deque[Any] = deque()
         self._closed_waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        # Set by connection_lost: the socket is really closed (a TLS transport takes a few
+        # loop turns after close()); quit() waits for it so a loop stopped right after
+        # Engine.close() leaks no transport.
+        self._lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._can_write = asyncio.Event()
         self._can_write.set()
         self._capacity = asyncio.Event()
@@ -84,8 +95,8 @@ class Connection(asyncio.Protocol):
     # -- asyncio.Protocol ---------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self.transport = cast(asyncio.Transport, transport)
         self._touch()
 
     def data_received(self, data: bytes) -> None:
@@ -98,6 +109,8 @@ class Connection(asyncio.Protocol):
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if not self._lost.done():
+            self._lost.set_result(None)
         if not self.core.is_closed:
             self._handle(self.core.receive_data(b""))
         self._mark_closed(self.close_reason or f"connection lost: {exc or 'closed by peer'}")
@@ -128,12 +141,11 @@ class Connection(asyncio.Protocol):
                 self._mark_closed(event.reason)
                 if self.transport is not None:
                     self.transport.close()
-            elif (
-                isinstance(event, _HANDSHAKE_EVENTS)
-                and self._handshake is not None
-                and not self._handshake.done()
-            ):
-                self._handshake.set_result(event)
+            elif isinstance(event, _HANDSHAKE_EVENTS):
+                if self._handshake is not None and not self._handshake.done():
+                    self._handshake.set_result(event)
+                else:
+                    self._early_events.append(event)
 
     def _mark_closed(self, reason: str) -> None:
         if self.closed:
@@ -162,6 +174,8 @@ class Connection(asyncio.Protocol):
     async def _expect(self, wanted: type[Any], limit: float, what: str) -> Any:
         loop = asyncio.get_running_loop()
         self._handshake = loop.create_future()
+        if self._early_events:
+            self._handshake.set_result(self._early_events.popleft())
         self._flush()
         try:
             event = await asyncio.wait_for(self._handshake, limit)
@@ -365,18 +379,25 @@ class Connection(asyncio.Protocol):
             self.transport.abort()
 
     async def quit(self) -> None:
-        """QUIT politely once in-flight work is done, then close."""
-        if self.closed:
+        """QUIT politely once in-flight work is done, then close and wait for the socket to
+        be closed."""
+        if not self.closed:
+            with contextlib.suppress(FastSMTPError):
+                self.core.quit()
+                self._flush()
+            try:
+                await asyncio.wait_for(
+                    asyncio.shield(self._closed_waiter), self.config.reply_timeout_s
+                )
+            except TimeoutError:
+                self.abort("no reply to QUIT")
+        if self.transport is None:
             return
-        with contextlib.suppress(FastSMTPError):
-            self.core.quit()
-            self._flush()
+        self.transport.close()
         try:
-            await asyncio.wait_for(asyncio.shield(self._closed_waiter), self.config.reply_timeout_s)
+            await asyncio.wait_for(asyncio.shield(self._lost), CLOSE_TIMEOUT)
         except TimeoutError:
-            self.abort("no reply to QUIT")
-        if self.transport is not None:
-            self.transport.close()
+            self.transport.abort()
 
     def __repr__(self) -> str:
         return f"<fastsmtp Connection {self.config.host}:{self.config.port}>"
