@@ -32,6 +32,9 @@ from fastsmtp._jobs import Job
 
 log = logging.getLogger("fastsmtp")
 
+CLOSE_TIMEOUT = 5.0
+"""Seconds quit() waits for the socket to close (e.g. a TLS close_notify) before aborting."""
+
 Settled = Callable[["Connection", Job, Any], None]
 """Called with (connection, job, TransactionResult | TransactionAborted)."""
 
@@ -77,6 +80,10 @@ class Connection(asyncio.Protocol):
         self._early_events: list[Any] = []
         self._loop = asyncio.get_running_loop()
         self._closed_waiter: asyncio.Future[None] = self._loop.create_future()
+        # Set by connection_lost: the socket is really closed (a TLS transport takes a few
+        # loop turns after close()); quit() waits for it so a loop stopped right after
+        # Engine.close() leaks no transport.
+        self._lost: asyncio.Future[None] = self._loop.create_future()
         self._can_write = asyncio.Event()
         self._can_write.set()
         self._capacity = asyncio.Event()
@@ -103,6 +110,8 @@ class Connection(asyncio.Protocol):
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if not self._lost.done():
+            self._lost.set_result(None)
         if not self.core.is_closed:
             self._handle(self.core.receive_data(b""))
         self._mark_closed(self.close_reason or f"connection lost: {exc or 'closed by peer'}")
@@ -399,18 +408,25 @@ class Connection(asyncio.Protocol):
             self.transport.abort()
 
     async def quit(self) -> None:
-        """QUIT politely once in-flight work is done, then close."""
-        if self.closed:
+        """QUIT politely once in-flight work is done, then close and wait for the socket to
+        be closed."""
+        if not self.closed:
+            with contextlib.suppress(FastSMTPError):
+                self.core.quit()
+                self._flush()
+            try:
+                await asyncio.wait_for(
+                    asyncio.shield(self._closed_waiter), self.config.reply_timeout_s
+                )
+            except TimeoutError:
+                self.abort("no reply to QUIT")
+        if self.transport is None:
             return
-        with contextlib.suppress(FastSMTPError):
-            self.core.quit()
-            self._flush()
+        self.transport.close()
         try:
-            await asyncio.wait_for(asyncio.shield(self._closed_waiter), self.config.reply_timeout_s)
+            await asyncio.wait_for(asyncio.shield(self._lost), CLOSE_TIMEOUT)
         except TimeoutError:
-            self.abort("no reply to QUIT")
-        if self.transport is not None:
-            self.transport.close()
+            self.transport.abort()
 
     def __repr__(self) -> str:
         return f"<fastsmtp Connection {self.config.host}:{self.config.port}>"

@@ -185,10 +185,7 @@ class Pool:
                     await self._serve(conn)
                 finally:
                     self.stats.bytes_sent += conn.bytes_sent
-                    if conn.closed:
-                        pass
-                    else:
-                        await conn.quit()
+                    await conn.quit()  # also waits for a peer-closed socket to finish closing
         except Exception:  # a bug: log it loudly, the engine's drain will report leftovers
             log.exception("fastsmtp worker crashed")
             raise
