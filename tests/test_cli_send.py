@@ -71,7 +71,7 @@ def parse(raw: bytes) -> email.message.EmailMessage:
 def body_text(raw: bytes) -> str:
     part = parse(raw).get_body(("plain",))
     assert part is not None
-    return str(part.get_content())  # type: ignore[attr-defined]
+    return str(part.get_content()).replace("\r\n", "\n")  # type: ignore[attr-defined]
 
 
 @pytest.fixture
@@ -181,7 +181,10 @@ def test_send_jsonl_with_attachment_all_accepted(
     server = capture_server()
     recipients = write_jsonl(
         tmp_path / "r.jsonl",
-        [json.dumps({"address": f"u{i}@example.org", "name": f"U{i}", "order": i}) for i in range(30)],
+        [
+            json.dumps({"address": f"u{i}@example.org", "name": f"U{i}", "order": i})
+            for i in range(30)
+        ],
     )
     attachment = tmp_path / "invoice.pdf"
     attachment.write_bytes(b"%PDF-1.4 fake")
@@ -248,7 +251,7 @@ def test_bad_credentials_are_one_clear_line(
     server = capture_server(
         tls_context=pki.server_context(), require_starttls=True, auth_users={"ann": "right"}
     )
-    recipients = write_csv(tmp_path / "r.csv", [{"email": "a@example.org"}], ["email"])
+    recipients = write_csv(tmp_path / "r.csv", order_rows(1), ["email", "name", "order"])
     results = tmp_path / "out.jsonl"
     args = [*base_args(server.port, templates, recipients, results), "--tls", "starttls"]
     args += ["--cafile", pki.ca_file, "--user", "ann"]
@@ -271,7 +274,9 @@ def test_password_needs_env_or_a_terminal(
     recipients = write_csv(tmp_path / "r.csv", [{"email": "a@example.org"}], ["email"])
     env = {k: v for k, v in os.environ.items() if k != "FASTSMTP_PASSWORD"}
     proc = subprocess.run(
-        send_cmd(*base_args(server.port, templates, recipients, tmp_path / "o.jsonl"), "--user", "u"),
+        send_cmd(
+            *base_args(server.port, templates, recipients, tmp_path / "o.jsonl"), "--user", "u"
+        ),
         capture_output=True,
         text=True,
         timeout=60,
@@ -286,7 +291,7 @@ def test_plaintext_auth_needs_the_insecure_flag(
     capture_server: Factory, tmp_path: Path, templates: dict[str, Path]
 ) -> None:
     server = capture_server(auth_users={"ann": "pw"}, auth_require_tls=False)
-    recipients = write_csv(tmp_path / "r.csv", [{"email": "a@example.org"}], ["email"])
+    recipients = write_csv(tmp_path / "r.csv", order_rows(1), ["email", "name", "order"])
     env = {"FASTSMTP_PASSWORD": "pw"}
     args = [*base_args(server.port, templates, recipients, tmp_path / "o.jsonl"), "--user", "ann"]
     proc = run_send(*args, env=env)

@@ -53,9 +53,8 @@ _STOCK_METHODS = (
     "_set_list_header_if_not_empty",
 )
 _STOCK = {
-    name: {
-        getattr(cls, name) for cls in (EmailMessage, EmailMultiAlternatives) if hasattr(cls, name)
-    }
+    # None: EmailMessage has no _create_alternatives (only EmailMultiAlternatives does).
+    name: {getattr(cls, name, None) for cls in (EmailMessage, EmailMultiAlternatives)}
     for name in _STOCK_METHODS
 }
 

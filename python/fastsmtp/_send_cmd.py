@@ -157,7 +157,7 @@ class JobSpec:
 
 def main(args: argparse.Namespace, console: Console) -> int:
     """Run ``fastsmtp send``; returns the exit code. Problems are one line on stderr."""
-    err = Console(stderr=True, highlight=False)
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
     try:
         spec = _load(args)
     except UsageError as e:
@@ -483,6 +483,8 @@ class SendJob:
             TextColumn("{task.fields[counts]}"),
             console=self.err,
             transient=False,
+            # No bar in a log file or a pipe: the summary says it all there.
+            disable=not self.err.is_terminal,
         )
         todo = max(0, total - len(self.done))
         task = progress.add_task("send", total=todo, counts="")
