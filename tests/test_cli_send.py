@@ -428,3 +428,27 @@ def test_killed_job_resumes_exactly_once_postfix(
     assert all(len(delivered[a.lower()]) == 1 for a in addresses)
     # Postfix saw the TLS session the CLI asked for.
     assert "TLS connection established" in postfix.log_text()
+
+
+def test_losing_the_server_mid_job_stops_with_one_clear_error(
+    capture_server: Factory, tmp_path: Path, templates: dict[str, Path]
+) -> None:
+    server = capture_server()
+    rows = order_rows(40)
+    recipients = write_csv(tmp_path / "r.csv", rows, ["email", "name", "order"])
+    results = tmp_path / "out.jsonl"
+    args = base_args(server.port, templates, recipients, results)
+    proc = subprocess.Popen(
+        send_cmd(*args, "--rate", "10"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    wait_for_lines(results, 12, proc, timeout=30)
+    server.stop()
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 3, err
+    assert "Traceback" not in err
+    assert "fastsmtp send: error: lost the server" in err
+    assert "run again with --resume" in err
+    lines = results_of(results)
+    accepted = {line["recipient"] for line in lines if line["status"] == "accepted"}
+    assert len(lines) < 40
+    assert accepted == {m.rcpt_tos[0] for m in server.messages}

@@ -460,7 +460,10 @@ class SendJob:
         try:
             if spec.resume:
                 self.done = load_results(spec.results)
-            total = count_records(spec.recipients, spec.format)
+            # Resuming: check every record against the results before sending anything.
+            total = (
+                self._check_resume() if self.done else count_records(spec.recipients, spec.format)
+            )
             self.writer = ResultsWriter(spec.results)
         except (UsageError, OSError) as e:
             self.err.print(f"fastsmtp send: error: {e}", markup=False)
@@ -540,13 +543,7 @@ class SendJob:
         for row in read_rows(self.spec.recipients, self.spec.format):
             if self.stopping:
                 return
-            seen = self.done.get(row.index)
-            if seen is not None:
-                if seen.lower() != row.address.lower():
-                    raise UsageError(
-                        f"{self.spec.results} does not match {self.spec.recipients}: record "
-                        f"{row.index} is {row.address!r} there, {seen!r} in the results"
-                    )
+            if row.index in self.done:
                 self.skipped += 1
                 continue
             if row.error is not None:
@@ -557,6 +554,21 @@ class SendJob:
             self.pending[self.fed] = row.index
             self.fed += 1
             yield Recipient(address=row.address, name=row.name, data=row.data)
+
+    def _check_resume(self) -> int:
+        """Count the records, and refuse to resume when the recipients file no longer
+        matches the results file (a record's address changed): skipping by index alone
+        could then skip someone who never got a message."""
+        total = 0
+        for row in read_rows(self.spec.recipients, self.spec.format):
+            total += 1
+            seen = self.done.get(row.index)
+            if seen is not None and seen.lower() != row.address.lower():
+                raise UsageError(
+                    f"{self.spec.results} does not match {self.spec.recipients}: record "
+                    f"{row.index} is {row.address!r} there, {seen!r} in the results"
+                )
+        return total
 
     # Outcomes ------------------------------------------------------------------------------
 
@@ -595,7 +607,7 @@ class SendJob:
         counts = " ".join(f"{k}={v}" for k, v in sorted(self.statuses.items()))
         if self.not_sent:
             counts += f" not-sent={self.not_sent}"
-        progress.update(task, completed=self.report.total + self.not_sent, counts=counts)
+        progress.update(task, completed=self.report.total, counts=counts)
 
     # Stopping ------------------------------------------------------------------------------
 
