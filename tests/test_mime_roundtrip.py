@@ -15,6 +15,8 @@ from typing import Any
 
 from hypothesis import example, given
 from hypothesis import strategies as st
+
+from fastsmtp import _fastsmtp
 from tests import hypothesis_profiles
 from tests.mime_support import (
     attachment,
@@ -24,8 +26,6 @@ from tests.mime_support import (
     parse,
     spec,
 )
-
-from fastsmtp import _fastsmtp
 
 hypothesis_profiles.load()
 
@@ -79,6 +79,14 @@ BODY_PIECES = st.one_of(
 )
 BODY = st.one_of(st.none(), st.just(""), st.lists(BODY_PIECES, max_size=12).map("".join))
 
+
+class Blob(bytes):
+    """Attachment content with a short repr (hypothesis prints drawn arguments)."""
+
+    def __repr__(self) -> str:
+        return f"Blob(<{len(self)} random octets>)"
+
+
 CONTENT_TYPES = ["application/pdf", "image/png", "application/octet-stream", "text/csv"]
 
 
@@ -93,7 +101,7 @@ def attachments(draw: st.DrawFn) -> dict[str, Any]:
         )
     )
     size = draw(st.sampled_from([0, 1, 57, 100, 5000, 200_000]))
-    content = random.Random(draw(st.integers(0, 2**32))).randbytes(size)
+    content = Blob(random.Random(draw(st.integers(0, 2**32))).randbytes(size))
     inline = draw(st.booleans())
     return attachment(
         filename,

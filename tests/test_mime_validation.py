@@ -6,10 +6,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from tests.mime_support import attachment, spec
 
 from fastsmtp import _fastsmtp
 from fastsmtp._errors import InvalidMessage, TemplateError
+from tests.mime_support import attachment, spec
 
 BAD_ADDRESSES = [
     pytest.param("", id="empty"),
@@ -198,3 +198,22 @@ def test_template_header_syntax_error() -> None:
     with pytest.raises(TemplateError) as info:
         _fastsmtp.Template(spec(to=[], headers=[("X-Tag", "{% if %}")]))
     assert info.value.field == "headers[X-Tag]"
+
+
+@pytest.mark.parametrize(
+    ("envelope_sender", "want"),
+    [
+        (None, "ann@example.com"),
+        ("", ""),
+        ("<>", ""),
+        ("bounces@example.com", "bounces@example.com"),
+        ("Bounces <b@bücher.de>", "b@xn--bcher-kva.de"),
+    ],
+)
+def test_envelope_sender(envelope_sender: str | None, want: str) -> None:
+    built = build(envelope_sender=envelope_sender, bcc=["hidden@münchen.de"])
+    assert built.envelope_sender == want
+    assert built.recipients == ["bob@example.org", "hidden@xn--mnchen-3ya.de"]
+    raw = built.as_bytes()
+    assert b"hidden" not in raw
+    assert b"Return-Path" not in raw

@@ -64,14 +64,17 @@ def build_message(spec: MessageSpec) -> BuiltMessage:
 class Template:
     """A message template compiled once for a batch.
 
-    ``spec`` is a MessageSpec whose to/cc/bcc are empty (each recipient becomes the To);
-    subject, text, html and extra header values are minijinja templates. ``data`` is the
-    batch-wide template data. Shared parts (attachments, inline images, any part that uses
-    no variable) are encoded once here and reused as bytes.
-    Raises InvalidMessage / TemplateError (a syntax error, naming the field).
+    ``spec`` is a MessageSpec whose ``to`` is empty (each recipient becomes the To;
+    InvalidMessage(field="to") otherwise) and without ``message_id`` (each message gets
+    its own); cc and bcc, if any, go to every message. Subject, text, html and extra header
+    values are minijinja (Jinja2-compatible) templates with strict undefined variables.
+    ``data`` is the batch-wide template data. Shared parts (attachments, inline images, any
+    part that uses no variable) are encoded once here and reused as bytes.
+    Raises InvalidMessage / TemplateError (a syntax error, naming the field: "subject",
+    "text", "html" or "headers[Name]").
     """
 
-    def __init__(self, spec: MessageSpec, data: dict[str, Any] | None = None) -> None: ...
+    def __new__(cls, spec: MessageSpec, data: dict[str, Any] | None = None) -> Template: ...
     @property
     def variables(self) -> frozenset[str]:
         """Top-level variable names the templates use."""
@@ -89,9 +92,15 @@ class Template:
         """Render one message per (address, name, data) recipient, with the GIL released.
 
         Template variables: the recipient's data, then ``address``, ``name`` and ``email``,
-        then the batch data. Values are HTML-escaped in the html part. A recipient whose
-        message cannot be made (bad address, undefined variable...) gets an InvalidMessage
-        or TemplateError *instance* in its slot instead of a message; nothing is raised.
+        then the batch data. Values are HTML-escaped in the html part only, as Jinja2 does
+        (``& < > " '``; ``|safe`` opts out). ``name`` (when given) overrides a display name
+        in ``address``. A recipient whose message cannot be made gets an exception
+        *instance* in its slot instead of a message; nothing is raised for it:
+        InvalidMessage(field="address" | "name") for a bad address or name,
+        InvalidMessage(field="subject" | "headers[Name]") when a rendered header value holds
+        CR/LF (header injection through data), TemplateError(field, variable) for an
+        undefined variable (``variable`` is e.g. "first_name" or "user.first_name").
+        A recipient that is not an (address, name, data) tuple raises TypeError.
         """
 
 # --------------------------------------------------------------------------------------------
@@ -188,7 +197,12 @@ class CommandFailed:
 @final
 class TransactionResult:
     """The outcome of one submitted transaction; exactly one per submit() (or a
-    TransactionAborted instead)."""
+    TransactionAborted instead).
+
+    A recipient got the message exactly when ``data_reply`` is a 2xx and its own entry of
+    ``rcpt_replies`` is a 2xx. (Decide by ``data_reply``, not ``mail_reply`` alone: a server
+    that answered MAIL with 503 while still inside an earlier transaction may have
+    delivered anyway; such a transaction is retried once after RSET when it was not.)"""
 
     @property
     def txn_id(self) -> int: ...
@@ -214,10 +228,13 @@ class TransactionAborted:
     @property
     def end_of_data_sent(self) -> bool: ...
     @property
-    def reason(self) -> str: ...
+    def reason(self) -> str:
+        """As Closed.reason."""
     @property
     def reply(self) -> Reply | None:
-        """The 421 that closed the connection, when that is why."""
+        """The 421 that closed the connection, when that is why. A 421 is an in-order
+        answer: the server accepted none of the transactions it aborts, so they can be
+        retried even when ``end_of_data_sent`` is True. After "eof" they cannot be known."""
 
 @final
 class Closed:
@@ -225,9 +242,12 @@ class Closed:
     in-flight transaction has already been given a TransactionAborted event."""
 
     @property
-    def reason(self) -> str: ...
+    def reason(self) -> str:
+        """One of "quit" (QUIT answered), "eof" (the server closed), "421" (the server is
+        shutting the connection down) or "protocol error: <what>"."""
     @property
-    def reply(self) -> Reply | None: ...
+    def reply(self) -> Reply | None:
+        """The reply to QUIT, or the 421."""
     @property
     def error(self) -> Exception | None:
         """A RemoteProtocolError instance when the server broke the protocol."""
@@ -293,7 +313,9 @@ class ClientConnection:
         (bare CR or LF in a raw body is normalized to CRLF, and a final CRLF is
         added when missing: a bare CR or LF never reaches the wire). Raises
         SMTPUTF8Required if the message needs SMTPUTF8 and the server lacks it, and
-        InvalidMessage if it exceeds the server's SIZE. Only after Ready."""
+        InvalidMessage if it exceeds the server's SIZE or an address holds a space, "<",
+        ">" or a control character (``field`` names it). Only after Ready. ``txn_id`` is
+        any int in 0..2**64; a BuiltMessage's bytes are written from it without a copy."""
     def quit(self) -> None:
         """Queue QUIT after everything already queued."""
     @property

@@ -223,7 +223,19 @@ pub fn ascii_domain(domain: &str) -> std::result::Result<String, &'static str> {
     let ascii = if domain.is_ascii() {
         domain.to_owned()
     } else {
-        idna::domain_to_ascii_strict(domain).map_err(|_| "invalid internationalized domain")?
+        // UTS 46 with the STD3 ASCII rules; a label may not start or end with a hyphen,
+        // but hyphens in its 3rd and 4th positions are allowed (as for an all-ASCII
+        // domain); lengths and the LDH rule are checked below for every domain.
+        use idna::uts46::{DnsLength, Hyphens, Uts46};
+        Uts46::new()
+            .to_ascii(
+                domain.as_bytes(),
+                idna::AsciiDenyList::STD3,
+                Hyphens::CheckFirstLast,
+                DnsLength::Ignore,
+            )
+            .map_err(|_| "invalid internationalized domain")?
+            .into_owned()
     };
     if ascii.len() > MAX_DOMAIN {
         return Err("domain longer than 255 octets");
@@ -296,6 +308,7 @@ mod tests {
             ("x@localhost", None, "x", "localhost"),
             ("用户@例え.jp", None, "用户", "xn--r8jz45g.jp"),
             ("x@MÜNCHEN.de", None, "x", "xn--mnchen-3ya.de"),
+            ("x@ab--c.bücher.de", None, "x", "ab--c.xn--bcher-kva.de"),
         ];
         for &(input, name, local, domain) in table {
             let m = Mailbox::parse(input, "to[0]").unwrap_or_else(|e| panic!("{input}: {e}"));
@@ -345,6 +358,8 @@ mod tests {
         }
         let long_local = format!("{}@x.org", "a".repeat(65));
         assert!(Mailbox::parse(&long_local, "f").is_err());
+        assert!(Mailbox::parse("a@bü_cher.de", "f").is_err());
+        assert!(Mailbox::parse("a@-bücher.de", "f").is_err());
         let long_label = format!("a@{}.org", "b".repeat(64));
         assert!(Mailbox::parse(&long_label, "f").is_err());
     }

@@ -89,23 +89,28 @@ struct TextStats {
 }
 
 fn text_stats(text: &[u8]) -> TextStats {
-    let mut st = TextStats {
-        clean: true,
-        ..TextStats::default()
-    };
+    let mut st = TextStats::default();
     for_each_line(text, |line| {
         st.lines += 1;
         st.max_line = st.max_line.max(line.len());
         st.from_line |= line.starts_with(b"From ");
-        for &b in line {
-            if !matches!(b, b' '..=b'~' | b'\t') {
-                st.clean = false;
-                st.escapes += 1;
-            } else if b == b'=' {
-                st.escapes += 1;
-            }
-        }
     });
+    // Branch-free counts in chunks with 8-bit counters, which the compiler vectorizes:
+    // octets outside printable ASCII, TAB and line breaks; and "=" signs.
+    let (mut unclean, mut equals) = (0usize, 0usize);
+    for chunk in text.chunks(255) {
+        let (mut u, mut e) = (0u8, 0u8);
+        for &b in chunk {
+            u += u8::from(
+                (b.wrapping_sub(0x20) > 0x5e) & (b != b'\t') & (b != b'\r') & (b != b'\n'),
+            );
+            e += u8::from(b == b'=');
+        }
+        unclean += usize::from(u);
+        equals += usize::from(e);
+    }
+    st.clean = unclean == 0;
+    st.escapes = unclean + equals;
     st
 }
 
@@ -155,34 +160,112 @@ const HEX: &[u8; 16] = b"0123456789ABCDEF";
 /// that starts with "From ". The output ends with CRLF unless `text` is empty.
 pub fn encode_qp(text: &[u8], out: &mut Vec<u8>) {
     out.reserve(text.len() + text.len() / 8 + 8);
-    for_each_line(text, |line| {
-        let mut col = 0usize;
-        let n = line.len();
-        for (i, &b) in line.iter().enumerate() {
-            let last = i + 1 == n;
-            let literal = match b {
-                b'=' => false,
-                b'!'..=b'~' => !(b == b'F' && col == 0 && line[i..].starts_with(b"From ")),
-                b' ' | b'\t' => !last,
-                _ => false,
-            };
-            let width = if literal { 1 } else { 3 };
-            // RFC 2045 6.7 rule 5: encoded lines are at most 76 characters, counting the
-            // "=" of a soft line break; the last chunk of a line needs no "=".
-            let limit = if last { 76 } else { 75 };
-            if col + width > limit {
-                out.extend_from_slice(b"=\r\n");
-                col = 0;
-            }
-            if literal {
-                out.push(b);
-            } else {
-                out.extend_from_slice(&[b'=', HEX[(b >> 4) as usize], HEX[(b & 15) as usize]]);
-            }
-            col += width;
+    for_each_line(text, |line| qp_line(line, out));
+}
+
+/// Octets that quoted-printable writes as they are (RFC 2045 6.7 rules 2 and 3): printable
+/// ASCII except "=", and SP / TAB (which must still be escaped at the end of a line).
+const fn qp_literal_table() -> [bool; 256] {
+    let mut t = [false; 256];
+    let mut b = 33;
+    while b <= 126 {
+        t[b] = b != b'=' as usize;
+        b += 1;
+    }
+    t[b' ' as usize] = true;
+    t[b'\t' as usize] = true;
+    t
+}
+const QP_LITERAL: [bool; 256] = qp_literal_table();
+
+/// The end of the run of [`QP_LITERAL`] octets starting at `from`. Eight octets at a time
+/// (SWAR): a word is all printable ASCII without "=" when no octet is below 0x20, none is
+/// 0x7F or above, and none equals "="; TAB falls back to the octet loop.
+fn literal_run_end(line: &[u8], from: usize) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
+    let mut j = from;
+    while j + 8 <= line.len() {
+        let w = u64::from_le_bytes(line[j..j + 8].try_into().expect("8 octets"));
+        let below_space = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
+        let special = below_space
+            | (w & HIGH)
+            | has_zero(w ^ (ONES * 0x7f))
+            | has_zero(w ^ (ONES * u64::from(b'=')));
+        if special != 0 {
+            break;
         }
-        out.extend_from_slice(b"\r\n");
-    });
+        j += 8;
+    }
+    while j < line.len() && QP_LITERAL[line[j] as usize] {
+        j += 1;
+    }
+    j
+}
+
+fn qp_escape(b: u8, out: &mut Vec<u8>) {
+    out.extend_from_slice(&[b'=', HEX[(b >> 4) as usize], HEX[(b & 15) as usize]]);
+}
+
+/// One line (without its break) as quoted-printable, then a hard CRLF. Runs of literal
+/// octets are copied whole; soft breaks keep every line at most 76 characters, counting the
+/// "=" (RFC 2045 6.7 rule 5), and never split an escape.
+fn qp_line(line: &[u8], out: &mut Vec<u8>) {
+    const SOFT_BREAK: &[u8] = b"=\r\n";
+    let n = line.len();
+    let mut col = 0usize;
+    let mut i = 0usize;
+    'outer: while i < n {
+        // "From " at the start of a physical line: escape the F (mbox-style MTAs would
+        // otherwise turn it into ">From ").
+        if col == 0 && line[i] == b'F' && line[i..].starts_with(b"From ") {
+            qp_escape(b'F', out);
+            col = 3;
+            i += 1;
+            continue;
+        }
+        let mut j = literal_run_end(line, i);
+        // Whitespace at the end of a line must be escaped (rule 3).
+        if j == n && j > i && matches!(line[j - 1], b' ' | b'\t') {
+            j -= 1;
+        }
+        if j > i {
+            let mut k = i;
+            while k < j {
+                // The line's last chunk needs no "=": it may use column 76.
+                let room = if j == n && j - k <= 76 - col {
+                    76 - col
+                } else {
+                    75 - col
+                };
+                if room == 0 {
+                    out.extend_from_slice(SOFT_BREAK);
+                    col = 0;
+                    if line[k..].starts_with(b"From ") {
+                        i = k;
+                        continue 'outer;
+                    }
+                    continue;
+                }
+                let take = room.min(j - k);
+                out.extend_from_slice(&line[k..k + take]);
+                col += take;
+                k += take;
+            }
+            i = j;
+            continue;
+        }
+        let limit = if i + 1 == n { 76 } else { 75 };
+        if col + 3 > limit {
+            out.extend_from_slice(SOFT_BREAK);
+            col = 0;
+        }
+        qp_escape(line[i], out);
+        col += 3;
+        i += 1;
+    }
+    out.extend_from_slice(b"\r\n");
 }
 
 /// Base64 (RFC 2045 6.8) in lines of 76 characters, each ending with CRLF.
@@ -313,6 +396,70 @@ mod tests {
             let joined: String = s.split("\r\n").collect();
             assert_eq!(STANDARD.decode(joined).unwrap(), data);
             assert!(s.split("\r\n").all(|l| l.len() <= 76));
+        }
+    }
+
+    /// Decode quoted-printable (RFC 2045 6.7), for the property test.
+    fn qp_decode(s: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < s.len() {
+            if s[i] == b'=' {
+                if s[i + 1..].starts_with(b"\r\n") {
+                    i += 3;
+                    continue;
+                }
+                let hex = std::str::from_utf8(&s[i + 1..i + 3]).unwrap();
+                out.push(u8::from_str_radix(hex, 16).unwrap());
+                i += 3;
+            } else {
+                out.push(s[i]);
+                i += 1;
+            }
+        }
+        out
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn qp_round_trip_words(words in proptest::collection::vec(
+            proptest::sample::select(vec![
+                "From ", "F", "rom", " ", "\t", "=", "\r\n", "\n", "\r", ".", "é", "x",
+                "0123456789012345678901234567890123456789012345678901234567890123456789",
+            ]),
+            0..80,
+        )) {
+            let text = words.concat();
+            let mut out = Vec::new();
+            encode_qp(text.as_bytes(), &mut out);
+            for line in out.split(|&b| b == b'\n') {
+                let line = line.strip_suffix(b"\r").unwrap_or(line);
+                proptest::prop_assert!(line.len() <= 76);
+                proptest::prop_assert!(!line.ends_with(b" ") && !line.ends_with(b"\t"));
+                proptest::prop_assert!(!line.starts_with(b"From "));
+            }
+            proptest::prop_assert_eq!(qp_decode(&out), normalize_newlines(text.as_bytes()));
+        }
+
+        #[test]
+        fn qp_round_trip(text in proptest::collection::vec(
+            proptest::prop_oneof![
+                proptest::num::u8::ANY,
+                proptest::sample::select(b" \t\r\n.=F".to_vec()),
+                proptest::sample::select(b"From ".to_vec()),
+            ],
+            0..600,
+        )) {
+            let mut out = Vec::new();
+            encode_qp(&text, &mut out);
+            for line in out.split(|&b| b == b'\n') {
+                let line = line.strip_suffix(b"\r").unwrap_or(line);
+                proptest::prop_assert!(line.len() <= 76);
+                proptest::prop_assert!(!line.ends_with(b" ") && !line.ends_with(b"\t"));
+                proptest::prop_assert!(!line.starts_with(b"From "));
+                proptest::prop_assert!(line.iter().all(|&b| (33..=126).contains(&b) || b == b' ' || b == b'\t'));
+            }
+            proptest::prop_assert_eq!(qp_decode(&out), normalize_newlines(&text));
         }
     }
 }

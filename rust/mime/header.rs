@@ -354,7 +354,7 @@ pub fn write_param(h: &mut HeaderLine<'_>, attr: &str, value: &str) {
 /// * Bcc: never written (the point of Bcc);
 /// * MIME-Version and every `Content-*` header: the MIME structure is the builder's;
 /// * Return-Path: added by the delivering server; use `envelope_sender`.
-const RESERVED: &[&str] = &[
+pub const RESERVED: &[&str] = &[
     "from",
     "to",
     "cc",

@@ -15,11 +15,12 @@
 //! CR or LF (say, from recipient data) is an `Invalid` error naming the field: header
 //! injection is refused, not cleaned up.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use minijinja::value::{Enumerator, Object, Value};
-use minijinja::{AutoEscape, Environment, ErrorKind, UndefinedBehavior};
+
+use minijinja::{AutoEscape, Environment, ErrorKind, Output, State, UndefinedBehavior};
 
 use super::address::Mailbox;
 use super::builder::{
@@ -31,8 +32,90 @@ use super::message::BuiltMessage;
 use super::random;
 use super::spec::MessageSpec;
 
-/// Template data: top-level names to values.
-pub type Data = HashMap<String, Value>;
+/// Template data: top-level names and their values, sorted by name. A sorted vector beats
+/// a hash map for the handful of keys a recipient has.
+#[derive(Debug, Clone, Default)]
+pub struct Data {
+    entries: Vec<(String, Value)>,
+}
+
+impl Data {
+    /// Empty data.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Set `key` (replacing an existing value).
+    pub fn insert(&mut self, key: String, value: Value) {
+        match self.entries.binary_search_by(|(k, _)| k.as_str().cmp(&key)) {
+            Ok(i) => self.entries[i].1 = value,
+            Err(i) => self.entries.insert(i, (key, value)),
+        }
+    }
+
+    /// The value of `key`.
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        if self.entries.len() <= 12 {
+            // a few keys: comparing lengths first skips most string compares
+            return self
+                .entries
+                .iter()
+                .find(|(k, _)| k.len() == key.len() && k == key)
+                .map(|(_, v)| v);
+        }
+        self.entries
+            .binary_search_by(|(k, _)| k.as_str().cmp(key))
+            .ok()
+            .map(|i| &self.entries[i].1)
+    }
+
+    /// True when `key` is set.
+    pub fn contains_key(&self, key: &str) -> bool {
+        self.get(key).is_some()
+    }
+
+    /// The names, in order.
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.entries.iter().map(|(k, _)| k.as_str())
+    }
+
+    /// Number of names.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True when there is no name.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+impl FromIterator<(String, Value)> for Data {
+    /// Collect pairs; for a repeated name the last value wins.
+    fn from_iter<I: IntoIterator<Item = (String, Value)>>(iter: I) -> Self {
+        let mut entries: Vec<(String, Value)> = iter.into_iter().collect();
+        // stable sort keeps the input order of equal keys: keep the last of each run
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut out: Vec<(String, Value)> = Vec::with_capacity(entries.len());
+        for e in entries {
+            match out.last_mut() {
+                Some(last) if last.0 == e.0 => *last = e,
+                _ => out.push(e),
+            }
+        }
+        Data { entries: out }
+    }
+}
+
+/// Reusable buffers for rendering a batch: one allocation per message (its bytes) instead
+/// of one per field.
+#[derive(Debug, Default)]
+struct Scratch {
+    subject: Vec<u8>,
+    extra: Vec<u8>,
+    text: Vec<u8>,
+    html: Vec<u8>,
+}
 
 /// One recipient of a batch.
 #[derive(Debug, Clone, Default)]
@@ -100,16 +183,50 @@ impl Object for Context {
     }
 
     fn enumerate(self: &Arc<Self>) -> Enumerator {
-        let mut keys: BTreeSet<&str> = self.data.keys().map(String::as_str).collect();
+        let mut keys: BTreeSet<&str> = self.data.keys().collect();
         keys.extend(BUILTIN_VARIABLES);
-        keys.extend(self.batch.keys().map(String::as_str));
+        keys.extend(self.batch.keys());
         Enumerator::Values(keys.into_iter().map(Value::from).collect())
     }
+}
+
+/// Jinja2 (MarkupSafe) HTML escaping of strings: `&`, `<`, `>`, `"` and `'`. minijinja's
+/// default also escapes `/`, which would turn every URL in an `href` into `https:&#x2f;...`:
+/// valid HTML, but not what Jinja users expect to find in their mail.
+fn html_formatter(
+    out: &mut Output<'_>,
+    state: &mut State<'_, '_>,
+    value: &Value,
+) -> std::result::Result<(), minijinja::Error> {
+    if let (AutoEscape::Html, false, Some(s)) =
+        (state.auto_escape(), value.is_safe(), value.as_str())
+    {
+        let wrote = (|| -> std::fmt::Result {
+            let mut last = 0;
+            for (i, b) in s.bytes().enumerate() {
+                let entity = match b {
+                    b'&' => "&amp;",
+                    b'<' => "&lt;",
+                    b'>' => "&gt;",
+                    b'"' => "&#34;",
+                    b'\'' => "&#39;",
+                    _ => continue,
+                };
+                out.write_str(&s[last..i])?;
+                out.write_str(entity)?;
+                last = i + 1;
+            }
+            out.write_str(&s[last..])
+        })();
+        return wrote.map_err(|_| minijinja::Error::new(ErrorKind::WriteFailure, "write failed"));
+    }
+    minijinja::escape_formatter(out, state, value)
 }
 
 fn make_env() -> Environment<'static> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.set_formatter(html_formatter);
     env.set_auto_escape_callback(|name| {
         if name == "html" {
             AutoEscape::Html
@@ -121,7 +238,9 @@ fn make_env() -> Environment<'static> {
     let mut syntax = minijinja::syntax::SyntaxConfig::builder();
     syntax.keep_trailing_newline(true);
     env.set_syntax(syntax.build().expect("default delimiters are valid"));
-    env.set_debug(true);
+    // Error spans (to name an undefined variable) work without debug mode, which would
+    // copy the template state into every per-recipient error.
+    env.set_debug(false);
     env
 }
 
@@ -158,7 +277,9 @@ impl Template {
             Some(f) => f,
             None => {
                 let subject = t.render_field("subject", &empty)?;
-                Field::Static(encode_subject(&subject)?)
+                let mut out = Vec::new();
+                encode_subject(&subject, &mut out)?;
+                Field::Static(out)
             }
         };
         for (key, src) in [("text", &spec.text), ("html", &spec.html)] {
@@ -185,7 +306,9 @@ impl Template {
                 Some(f) => f,
                 None => {
                     let v = t.render_field(&field_name, &empty)?;
-                    Field::Static(encode_header(name, &field_name, &v)?)
+                    let mut out = Vec::new();
+                    encode_header(name, &field_name, &v, &mut out)?;
+                    Field::Static(out)
                 }
             };
             t.headers.push((name.clone(), field));
@@ -218,6 +341,8 @@ impl Template {
         })
     }
 
+    /// Render the template `name` (minijinja sizes the output buffer from the last
+    /// render, so this is one allocation).
     fn render_field(&self, name: &str, ctx: &Arc<Context>) -> Result<String> {
         let tmpl = self.env.get_template(name).expect("compiled");
         tmpl.render(Value::from_dyn_object(ctx.clone()))
@@ -263,26 +388,32 @@ impl Template {
     pub fn recipient_variables(&self) -> BTreeSet<String> {
         self.variables
             .iter()
-            .filter(|v| !self.batch.contains_key(*v) && !BUILTIN_VARIABLES.contains(&v.as_str()))
+            .filter(|v| !self.batch.contains_key(v) && !BUILTIN_VARIABLES.contains(&v.as_str()))
             .cloned()
             .collect()
     }
 
     /// Render one recipient's message.
     pub fn render(&self, recipient: Recipient) -> Result<BuiltMessage> {
-        self.render_with(recipient, &mut random::rng())
+        self.render_with(recipient, &mut random::rng(), &mut Scratch::default())
     }
 
     /// Render a chunk of recipients (one result each, in order).
     pub fn render_batch(&self, recipients: Vec<Recipient>) -> Vec<Result<BuiltMessage>> {
         let mut rng = random::rng();
+        let mut scratch = Scratch::default();
         recipients
             .into_iter()
-            .map(|r| self.render_with(r, &mut rng))
+            .map(|r| self.render_with(r, &mut rng, &mut scratch))
             .collect()
     }
 
-    fn render_with(&self, r: Recipient, rng: &mut fastrand::Rng) -> Result<BuiltMessage> {
+    fn render_with(
+        &self,
+        r: Recipient,
+        rng: &mut fastrand::Rng,
+        scratch: &mut Scratch,
+    ) -> Result<BuiltMessage> {
         let mut mailbox = Mailbox::parse(&r.address, "address")?;
         if let Some(name) = r.name.filter(|n| !n.is_empty()) {
             check_no_ctl("name", &name)?;
@@ -291,29 +422,34 @@ impl Template {
         let addr = mailbox.addr_spec();
         let display = mailbox.name.clone().unwrap_or_default();
         let ctx = self.context(Value::from(addr.as_str()), Value::from(display), r.data);
+        let Scratch {
+            subject: subject_buf,
+            extra,
+            text: text_buf,
+            html: html_buf,
+        } = scratch;
 
-        let subject_buf;
         let subject: &[u8] = match &self.subject {
             Field::Static(b) => b,
             Field::Dynamic { name } => {
-                subject_buf = encode_subject(&self.render_field(name, &ctx)?)?;
-                &subject_buf
+                let value = &self.render_field(name, &ctx)?;
+                subject_buf.clear();
+                encode_subject(value, subject_buf)?;
+                subject_buf
             }
         };
-        let mut extra = Vec::new();
+        extra.clear();
         for (hname, field) in &self.headers {
             match field {
                 Field::Static(b) => extra.extend_from_slice(b),
                 Field::Dynamic { name } => {
-                    let v = self.render_field(name, &ctx)?;
-                    extra.extend_from_slice(&encode_header(hname, name, &v)?);
+                    let value = &self.render_field(name, &ctx)?;
+                    encode_header(hname, name, value, extra)?;
                 }
             }
         }
-        let mut text_buf = Vec::new();
-        let text = self.body_piece(&self.text, "plain", &ctx, &mut text_buf)?;
-        let mut html_buf = Vec::new();
-        let html = self.body_piece(&self.html, "html", &ctx, &mut html_buf)?;
+        let text = self.body_piece(&self.text, "plain", &ctx, text_buf)?;
+        let html = self.body_piece(&self.html, "html", &ctx, html_buf)?;
 
         let mut recipients = Vec::with_capacity(1 + self.prep.extra_recipients.len());
         recipients.push(addr);
@@ -325,7 +461,7 @@ impl Template {
             recipients,
             smtputf8,
             subject,
-            extra_headers: &extra,
+            extra_headers: extra,
             text,
             html,
         };
@@ -343,9 +479,10 @@ impl Template {
             None => None,
             Some(Field::Static(part)) => Some(Piece::Shared(part)),
             Some(Field::Dynamic { name }) => {
-                let body = self.render_field(name, ctx)?;
+                let body = &self.render_field(name, ctx)?;
+                buf.clear();
                 buf.reserve(body.len() + body.len() / 16 + 96);
-                let marker = write_text_part(buf, subtype, &body);
+                let marker = write_text_part(buf, subtype, body);
                 Some(Piece::Bytes(buf, marker))
             }
         })
@@ -368,18 +505,16 @@ impl Template {
     }
 }
 
-fn encode_subject(subject: &str) -> Result<Vec<u8>> {
+fn encode_subject(subject: &str, out: &mut Vec<u8>) -> Result<()> {
     check_no_ctl("subject", subject)?;
-    let mut out = Vec::with_capacity(subject.len() + 16);
-    header::write_unstructured(&mut out, "Subject", subject);
-    Ok(out)
+    header::write_unstructured(out, "Subject", subject);
+    Ok(())
 }
 
-fn encode_header(name: &str, field: &str, value: &str) -> Result<Vec<u8>> {
+fn encode_header(name: &str, field: &str, value: &str, out: &mut Vec<u8>) -> Result<()> {
     check_no_ctl(field, value)?;
-    let mut out = Vec::with_capacity(name.len() + value.len() + 8);
-    header::write_unstructured(&mut out, name, value);
-    Ok(out)
+    header::write_unstructured(out, name, value);
+    Ok(())
 }
 
 #[cfg(test)]
@@ -436,6 +571,22 @@ mod tests {
         assert!(s.contains("<p>Hi &lt;b&gt;&amp;</p>"), "{s}");
         assert!(s.contains("To: Bob <bob@example.org>\r\n"));
         assert_eq!(m.recipients(), ["bob@example.org"]);
+        let t = Template::new(
+            &MessageSpec {
+                html: Some("<a href=\"{{ u }}\">{{ q }}</a>".into()),
+                ..spec()
+            },
+            batch(&[("u", "https://x.org/a?b=1&c=2"), ("q", "'\"/")]),
+        )
+        .unwrap();
+        let m = t
+            .render(rcpt("a@x.org", &[("first", "f"), ("code", "c")]))
+            .unwrap();
+        let s = String::from_utf8(m.to_vec()).unwrap();
+        assert!(
+            s.contains("<a href=\"https://x.org/a?b=1&amp;c=2\">&#39;&#34;/</a>"),
+            "{s}"
+        );
     }
 
     #[test]

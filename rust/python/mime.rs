@@ -4,7 +4,7 @@
 //! runs with the GIL released (`py.detach`), and core errors become `InvalidMessage` /
 //! `TemplateError` instances (from `fastsmtp._errors`) carrying `field` and `variable`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use minijinja::Value;
@@ -258,16 +258,16 @@ fn key_string(k: &Bound<'_, PyAny>) -> PyResult<String> {
 
 fn to_data(d: Option<&Bound<'_, PyAny>>) -> PyResult<mime::template::Data> {
     let Some(d) = d.filter(|d| !d.is_none()) else {
-        return Ok(HashMap::new());
+        return Ok(mime::template::Data::new());
     };
     let d = d
         .cast::<PyDict>()
         .map_err(|_| PyTypeError::new_err("template data must be a dict"))?;
-    let mut out = HashMap::with_capacity(d.len());
+    let mut pairs = Vec::with_capacity(d.len());
     for (k, v) in d.iter() {
-        out.insert(key_string(&k)?, to_value(&v, 0)?);
+        pairs.push((key_string(&k)?, to_value(&v, 0)?));
     }
-    Ok(out)
+    Ok(pairs.into_iter().collect())
 }
 
 /// Validate and assemble one message literally (no template rendering).
@@ -360,6 +360,8 @@ impl PyTemplate {
 }
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    // The stubs' `MessageSpec` alias: a plain dict at runtime.
+    m.add("MessageSpec", m.py().get_type::<PyDict>())?;
     m.add_class::<PyBuiltMessage>()?;
     m.add_class::<PyTemplate>()?;
     m.add_function(wrap_pyfunction!(build_message, m)?)?;

@@ -1,6 +1,626 @@
-//! Bindings for [`crate::protocol`].
-use pyo3::prelude::*;
+//! Bindings for [`crate::protocol`]: `ClientConnection`, its events, `Reply`,
+//! `Capabilities`, `dot_stuff` and `parse_replies`.
+//!
+//! Events are frozen classes holding Rust values; their `Reply` attributes are made into
+//! Python objects when read. Core errors become the `fastsmtp._errors` classes here, and a
+//! panic inside `receive_data` (a bug: the parser is fuzzed never to panic) is caught and
+//! turned into a closed connection rather than crossing into Python.
 
-pub(crate) fn register(_m: &Bound<'_, PyModule>) -> PyResult<()> {
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+
+use pyo3::exceptions::PyTypeError;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyList};
+
+use super::errors::new_error;
+use super::mime::PyBuiltMessage;
+use crate::protocol::connection::{Body, ClientConnection, Event, MessageBytes, Transaction};
+use crate::protocol::reply::{self, Reply, DEFAULT_MAX_REPLY_BYTES};
+use crate::protocol::{dotstuff, Capabilities, Error};
+
+/// Map a core error to its `fastsmtp._errors` exception.
+fn to_py(py: Python<'_>, e: Error) -> PyErr {
+    match e {
+        Error::Local(m) => new_error(py, "LocalProtocolError", &m, &[]),
+        Error::Remote(m) => new_error(py, "RemoteProtocolError", &m, &[]),
+        Error::InvalidMessage { message, field } => new_error(
+            py,
+            "InvalidMessage",
+            &message,
+            &[("field", field.as_deref())],
+        ),
+        Error::Smtputf8Required(m) => new_error(py, "SMTPUTF8Required", &m, &[]),
+    }
+}
+
+/// One complete SMTP reply.
+#[pyclass(frozen, module = "fastsmtp._fastsmtp", name = "Reply")]
+pub struct PyReply(Reply);
+
+#[pymethods]
+impl PyReply {
+    #[getter]
+    fn code(&self) -> u16 {
+        self.0.code
+    }
+    #[getter]
+    fn enhanced_code(&self) -> Option<String> {
+        self.0.enhanced.map(|e| e.to_string())
+    }
+    #[getter]
+    fn text(&self) -> &str {
+        &self.0.text
+    }
+    #[getter]
+    fn is_positive(&self) -> bool {
+        self.0.is_positive()
+    }
+    #[getter]
+    fn is_transient(&self) -> bool {
+        self.0.is_transient()
+    }
+    #[getter]
+    fn is_permanent(&self) -> bool {
+        self.0.is_permanent()
+    }
+    fn __eq__(&self, other: &Bound<'_, PyAny>) -> bool {
+        other.cast::<PyReply>().is_ok_and(|o| o.get().0 == self.0)
+    }
+    fn __hash__(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (self.0.code, &self.0.text, self.0.enhanced).hash(&mut h);
+        h.finish()
+    }
+    fn __repr__(&self) -> String {
+        format!(
+            "Reply(code={}, enhanced_code={}, text={:?})",
+            self.0.code,
+            self.0.enhanced.map_or("None".into(), |e| format!("'{e}'")),
+            self.0.text
+        )
+    }
+    fn __str__(&self) -> String {
+        self.0.to_string()
+    }
+}
+
+fn reply(r: &Reply) -> PyReply {
+    PyReply(r.clone())
+}
+
+/// What the server's EHLO reply offered.
+#[pyclass(frozen, module = "fastsmtp._fastsmtp", name = "Capabilities")]
+pub struct PyCapabilities(Capabilities);
+
+#[pymethods]
+impl PyCapabilities {
+    #[getter]
+    fn pipelining(&self) -> bool {
+        self.0.pipelining
+    }
+    #[getter]
+    fn chunking(&self) -> bool {
+        self.0.chunking
+    }
+    #[getter]
+    fn size(&self) -> Option<u64> {
+        self.0.size
+    }
+    #[getter]
+    fn eight_bit_mime(&self) -> bool {
+        self.0.eight_bit_mime
+    }
+    #[getter]
+    fn smtputf8(&self) -> bool {
+        self.0.smtputf8
+    }
+    #[getter]
+    fn starttls(&self) -> bool {
+        self.0.starttls
+    }
+    #[getter]
+    fn auth(&self) -> Vec<String> {
+        self.0.auth.clone()
+    }
+    #[getter]
+    fn enhanced_status_codes(&self) -> bool {
+        self.0.enhanced_status_codes
+    }
+    #[getter]
+    fn dsn(&self) -> bool {
+        self.0.dsn
+    }
+    #[getter]
+    fn esmtp(&self) -> bool {
+        self.0.esmtp
+    }
+    fn __repr__(&self) -> String {
+        let c = &self.0;
+        format!(
+            "Capabilities(pipelining={}, chunking={}, size={}, eight_bit_mime={}, smtputf8={}, \
+             starttls={}, auth={:?}, enhanced_status_codes={}, dsn={}, esmtp={})",
+            py_bool(c.pipelining),
+            py_bool(c.chunking),
+            c.size.map_or("None".into(), |s| s.to_string()),
+            py_bool(c.eight_bit_mime),
+            py_bool(c.smtputf8),
+            py_bool(c.starttls),
+            c.auth,
+            py_bool(c.enhanced_status_codes),
+            py_bool(c.dsn),
+            py_bool(c.esmtp)
+        )
+    }
+}
+
+fn py_bool(b: bool) -> &'static str {
+    if b {
+        "True"
+    } else {
+        "False"
+    }
+}
+
+/// Greeting and EHLO (or HELO) are done.
+#[pyclass(frozen, module = "fastsmtp._fastsmtp", name = "Ready")]
+pub struct PyReady {
+    greeting: Reply,
+    capabilities: Capabilities,
+}
+
+#[pymethods]
+impl PyReady {
+    #[getter]
+    fn greeting(&self) -> PyReply {
+        reply(&self.greeting)
+    }
+    #[getter]
+    fn capabilities(&self) -> PyCapabilities {
+        PyCapabilities(self.capabilities.clone())
+    }
+    fn __repr__(&self) -> String {
+        format!("Ready(greeting={:?})", self.greeting.to_string())
+    }
+}
+
+/// The server said 220 to STARTTLS: upgrade the transport now.
+#[pyclass(frozen, module = "fastsmtp._fastsmtp", name = "StartTlsReady")]
+pub struct PyStartTlsReady;
+
+#[pymethods]
+impl PyStartTlsReady {
+    fn __repr__(&self) -> &'static str {
+        "StartTlsReady()"
+    }
+}
+
+/// AUTH succeeded.
+#[pyclass(frozen, module = "fastsmtp._fastsmtp", name = "AuthSucceeded")]
+pub struct PyAuthSucceeded(Reply);
+
+#[pymethods]
+impl PyAuthSucceeded {
+    #[getter]
+    fn reply(&self) -> PyReply {
+        reply(&self.0)
+    }
+    fn __repr__(&self) -> String {
+        format!("AuthSucceeded({:?})", self.0.to_string())
+    }
+}
+
+/// AUTH failed.
+#[pyclass(frozen, module = "fastsmtp._fastsmtp", name = "AuthFailed")]
+pub struct PyAuthFailed(Reply);
+
+#[pymethods]
+impl PyAuthFailed {
+    #[getter]
+    fn reply(&self) -> PyReply {
+        reply(&self.0)
+    }
+    fn __repr__(&self) -> String {
+        format!("AuthFailed({:?})", self.0.to_string())
+    }
+}
+
+/// The greeting, EHLO/HELO or STARTTLS was refused.
+#[pyclass(frozen, module = "fastsmtp._fastsmtp", name = "CommandFailed")]
+pub struct PyCommandFailed {
+    command: &'static str,
+    reply: Reply,
+}
+
+#[pymethods]
+impl PyCommandFailed {
+    #[getter]
+    fn command(&self) -> &'static str {
+        self.command
+    }
+    #[getter]
+    fn reply(&self) -> PyReply {
+        reply(&self.reply)
+    }
+    fn __repr__(&self) -> String {
+        format!(
+            "CommandFailed({:?}, {:?})",
+            self.command,
+            self.reply.to_string()
+        )
+    }
+}
+
+/// The outcome of one submitted transaction.
+#[pyclass(frozen, module = "fastsmtp._fastsmtp", name = "TransactionResult")]
+pub struct PyTransactionResult {
+    txn_id: u64,
+    mail_reply: Reply,
+    rcpt_replies: Vec<Option<Reply>>,
+    data_reply: Option<Reply>,
+}
+
+#[pymethods]
+impl PyTransactionResult {
+    #[getter]
+    fn txn_id(&self) -> u64 {
+        self.txn_id
+    }
+    #[getter]
+    fn mail_reply(&self) -> PyReply {
+        reply(&self.mail_reply)
+    }
+    #[getter]
+    fn rcpt_replies(&self) -> Vec<Option<PyReply>> {
+        self.rcpt_replies
+            .iter()
+            .map(|r| r.as_ref().map(reply))
+            .collect()
+    }
+    #[getter]
+    fn data_reply(&self) -> Option<PyReply> {
+        self.data_reply.as_ref().map(reply)
+    }
+    fn __repr__(&self) -> String {
+        let rcpts: Vec<String> = self
+            .rcpt_replies
+            .iter()
+            .map(|r| r.as_ref().map_or("None".into(), |r| r.code.to_string()))
+            .collect();
+        format!(
+            "TransactionResult(txn_id={}, mail={}, rcpt=[{}], data={})",
+            self.txn_id,
+            self.mail_reply.code,
+            rcpts.join(", "),
+            self.data_reply
+                .as_ref()
+                .map_or("None".into(), |r| r.to_string())
+        )
+    }
+}
+
+/// The connection ended before this transaction got its final reply.
+#[pyclass(frozen, module = "fastsmtp._fastsmtp", name = "TransactionAborted")]
+pub struct PyTransactionAborted {
+    txn_id: u64,
+    end_of_data_sent: bool,
+    reason: String,
+    reply: Option<Reply>,
+}
+
+#[pymethods]
+impl PyTransactionAborted {
+    #[getter]
+    fn txn_id(&self) -> u64 {
+        self.txn_id
+    }
+    #[getter]
+    fn end_of_data_sent(&self) -> bool {
+        self.end_of_data_sent
+    }
+    #[getter]
+    fn reason(&self) -> &str {
+        &self.reason
+    }
+    #[getter]
+    fn reply(&self) -> Option<PyReply> {
+        self.reply.as_ref().map(reply)
+    }
+    fn __repr__(&self) -> String {
+        format!(
+            "TransactionAborted(txn_id={}, end_of_data_sent={}, reason={:?})",
+            self.txn_id,
+            py_bool(self.end_of_data_sent),
+            self.reason
+        )
+    }
+}
+
+/// The connection is finished.
+#[pyclass(frozen, module = "fastsmtp._fastsmtp", name = "Closed")]
+pub struct PyClosed {
+    reason: String,
+    reply: Option<Reply>,
+    error: Option<Py<PyAny>>,
+}
+
+#[pymethods]
+impl PyClosed {
+    #[getter]
+    fn reason(&self) -> &str {
+        &self.reason
+    }
+    #[getter]
+    fn reply(&self) -> Option<PyReply> {
+        self.reply.as_ref().map(reply)
+    }
+    #[getter]
+    fn error(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.error.as_ref().map(|e| e.clone_ref(py))
+    }
+    fn __repr__(&self) -> String {
+        format!("Closed(reason={:?})", self.reason)
+    }
+}
+
+/// Convert one core event into its Python class.
+fn event_to_py(py: Python<'_>, event: Event) -> PyResult<Py<PyAny>> {
+    Ok(match event {
+        Event::Ready {
+            greeting,
+            capabilities,
+        } => Py::new(
+            py,
+            PyReady {
+                greeting,
+                capabilities,
+            },
+        )?
+        .into_any(),
+        Event::StartTlsReady => Py::new(py, PyStartTlsReady)?.into_any(),
+        Event::AuthSucceeded(r) => Py::new(py, PyAuthSucceeded(r))?.into_any(),
+        Event::AuthFailed(r) => Py::new(py, PyAuthFailed(r))?.into_any(),
+        Event::CommandFailed { command, reply } => {
+            Py::new(py, PyCommandFailed { command, reply })?.into_any()
+        }
+        Event::TransactionResult {
+            txn_id,
+            mail_reply,
+            rcpt_replies,
+            data_reply,
+        } => Py::new(
+            py,
+            PyTransactionResult {
+                txn_id,
+                mail_reply,
+                rcpt_replies,
+                data_reply,
+            },
+        )?
+        .into_any(),
+        Event::TransactionAborted {
+            txn_id,
+            end_of_data_sent,
+            reason,
+            reply,
+        } => Py::new(
+            py,
+            PyTransactionAborted {
+                txn_id,
+                end_of_data_sent,
+                reason,
+                reply,
+            },
+        )?
+        .into_any(),
+        Event::Closed {
+            reason,
+            reply,
+            error,
+        } => {
+            let error = error.map(|m| {
+                new_error(py, "RemoteProtocolError", &m, &[])
+                    .into_value(py)
+                    .into_any()
+            });
+            Py::new(
+                py,
+                PyClosed {
+                    reason,
+                    reply,
+                    error,
+                },
+            )?
+            .into_any()
+        }
+    })
+}
+
+/// A sans-IO SMTP client connection (see the stub file for the full contract).
+#[pyclass(module = "fastsmtp._fastsmtp", name = "ClientConnection")]
+pub struct PyClientConnection(ClientConnection);
+
+#[pymethods]
+impl PyClientConnection {
+    #[new]
+    #[pyo3(signature = (local_hostname = "localhost", *, max_reply_bytes = DEFAULT_MAX_REPLY_BYTES))]
+    fn new(py: Python<'_>, local_hostname: &str, max_reply_bytes: usize) -> PyResult<Self> {
+        ClientConnection::new(local_hostname, max_reply_bytes)
+            .map(PyClientConnection)
+            .map_err(|e| to_py(py, e))
+    }
+
+    fn receive_data<'py>(&mut self, py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, PyList>> {
+        let conn = &mut self.0;
+        let events = match catch_unwind(AssertUnwindSafe(|| conn.receive_data(data))) {
+            Ok(events) => events,
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "panic".into());
+                conn.internal_error(&what)
+            }
+        };
+        let list = PyList::empty(py);
+        for event in events {
+            list.append(event_to_py(py, event)?)?;
+        }
+        Ok(list)
+    }
+
+    fn data_to_send<'py>(&mut self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        self.0.with_data_to_send(|bytes| PyBytes::new(py, bytes))
+    }
+
+    fn starttls(&mut self, py: Python<'_>) -> PyResult<()> {
+        self.0.starttls().map_err(|e| to_py(py, e))
+    }
+
+    fn tls_established(&mut self, py: Python<'_>) -> PyResult<()> {
+        self.0.tls_established().map_err(|e| to_py(py, e))
+    }
+
+    #[pyo3(signature = (mechanism, username, secret, *, allow_plaintext = false))]
+    fn auth(
+        &mut self,
+        py: Python<'_>,
+        mechanism: &str,
+        username: &str,
+        secret: &str,
+        allow_plaintext: bool,
+    ) -> PyResult<()> {
+        self.0
+            .auth(mechanism, username, secret, allow_plaintext)
+            .map_err(|e| to_py(py, e))
+    }
+
+    #[pyo3(signature = (txn_id, message = None, *, sender = None, recipients = None, body = None))]
+    fn submit(
+        &mut self,
+        py: Python<'_>,
+        txn_id: u64,
+        message: Option<&Bound<'_, PyAny>>,
+        sender: Option<&str>,
+        recipients: Option<Vec<String>>,
+        body: Option<&[u8]>,
+    ) -> PyResult<()> {
+        let tx = match (message, sender, recipients, body) {
+            (Some(message), None, None, None) => transaction_from_message(message)?,
+            (None, Some(sender), Some(recipients), Some(body)) => {
+                Transaction::from_raw(sender, &recipients, body).map_err(|e| to_py(py, e))?
+            }
+            _ => {
+                return Err(PyTypeError::new_err(
+                    "submit() takes either a message, or sender, recipients and body",
+                ))
+            }
+        };
+        self.0.submit(txn_id, tx).map_err(|e| to_py(py, e))
+    }
+
+    fn quit(&mut self, py: Python<'_>) -> PyResult<()> {
+        self.0.quit().map_err(|e| to_py(py, e))
+    }
+
+    #[getter]
+    fn capabilities(&self) -> Option<PyCapabilities> {
+        self.0.capabilities().cloned().map(PyCapabilities)
+    }
+    #[getter]
+    fn tls_active(&self) -> bool {
+        self.0.tls_active()
+    }
+    #[getter]
+    fn in_flight(&self) -> usize {
+        self.0.in_flight()
+    }
+    #[getter]
+    fn bytes_in_flight(&self) -> usize {
+        self.0.bytes_in_flight()
+    }
+    #[getter]
+    fn is_ready(&self) -> bool {
+        self.0.is_ready()
+    }
+    #[getter]
+    fn is_closed(&self) -> bool {
+        self.0.is_closed()
+    }
+    fn __repr__(&self) -> String {
+        format!(
+            "<ClientConnection state={:?} in_flight={}>",
+            self.0.state(),
+            self.0.in_flight()
+        )
+    }
+}
+
+/// A `BuiltMessage` as a transaction body: its chunks are written straight from the
+/// message (shared attachment parts included), never joined or copied on the way.
+struct MessageBody(Py<PyBuiltMessage>);
+
+impl MessageBytes for MessageBody {
+    fn len(&self) -> usize {
+        self.0.get().inner.len()
+    }
+    fn for_each_chunk(&self, f: &mut dyn FnMut(&[u8])) {
+        for chunk in self.0.get().inner.chunks() {
+            f(chunk)
+        }
+    }
+}
+
+/// A transaction from a `BuiltMessage`.
+fn transaction_from_message(message: &Bound<'_, PyAny>) -> PyResult<Transaction> {
+    let py = message.py();
+    let built = message.cast::<PyBuiltMessage>()?;
+    let m = &built.get().inner;
+    let body = Body::from_source(Arc::new(MessageBody(built.clone().unbind())));
+    Transaction::new(
+        m.envelope_sender(),
+        m.recipients(),
+        body,
+        m.smtputf8(),
+        m.eight_bit(),
+    )
+    .map_err(|e| to_py(py, e))
+}
+
+/// The DATA encoding of a body: leading dots doubled, CRLF line ends, a final CRLF.
+#[pyfunction]
+fn dot_stuff<'py>(py: Python<'py>, body: &[u8]) -> Bound<'py, PyBytes> {
+    PyBytes::new(py, &dotstuff::dot_stuff(body))
+}
+
+/// Parse the complete replies in `data`; raises RemoteProtocolError when malformed.
+#[pyfunction]
+#[pyo3(signature = (data, *, max_reply_bytes = DEFAULT_MAX_REPLY_BYTES))]
+fn parse_replies(py: Python<'_>, data: &[u8], max_reply_bytes: usize) -> PyResult<Vec<PyReply>> {
+    let replies = catch_unwind(|| reply::parse_all(data, max_reply_bytes))
+        .unwrap_or_else(|_| Err(Error::remote("internal error while parsing")));
+    Ok(replies
+        .map_err(|e| to_py(py, e))?
+        .into_iter()
+        .map(PyReply)
+        .collect())
+}
+
+pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<PyReply>()?;
+    m.add_class::<PyCapabilities>()?;
+    m.add_class::<PyReady>()?;
+    m.add_class::<PyStartTlsReady>()?;
+    m.add_class::<PyAuthSucceeded>()?;
+    m.add_class::<PyAuthFailed>()?;
+    m.add_class::<PyCommandFailed>()?;
+    m.add_class::<PyTransactionResult>()?;
+    m.add_class::<PyTransactionAborted>()?;
+    m.add_class::<PyClosed>()?;
+    m.add_class::<PyClientConnection>()?;
+    m.add_function(wrap_pyfunction!(dot_stuff, m)?)?;
+    m.add_function(wrap_pyfunction!(parse_replies, m)?)?;
     Ok(())
 }

@@ -1,0 +1,277 @@
+//! Line-ending normalization and the DATA dot-stuffing codec.
+//!
+//! **Bare CR and LF are normalized, not rejected**: every CR, LF and CRLF in a body becomes
+//! one CRLF, and a body that does not end with a line end gets a final CRLF. So a bare CR or
+//! LF never reaches the wire (RFC 5321 2.3.8 forbids them; a server that takes a bare LF as
+//! a line end enables SMTP smuggling), and `BDAT` sizes count the normalized body.
+//!
+//! Dot-stuffing (RFC 5321 4.5.2): "Before sending a line of mail text, the SMTP client
+//! checks the first character of the line. If it is a period, one additional period is
+//! inserted at the beginning of the line." [`DotStuffer`] does this as a streaming codec:
+//! its state (at the start of a line? was the last byte a CR?) carries across chunks, so a
+//! body can be encoded in pieces split anywhere, including between a CR and its LF.
+//! Runs between line ends are found with `memchr` and copied whole.
+
+use std::borrow::Cow;
+
+use memchr::{memchr2, memchr2_iter};
+
+/// Streaming encoder for the DATA phase: normalizes line ends and doubles leading dots.
+#[derive(Debug, Clone, Copy)]
+pub struct DotStuffer {
+    at_line_start: bool,
+    after_cr: bool,
+    stuff: bool,
+}
+
+impl Default for DotStuffer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl DotStuffer {
+    /// A dot-stuffing encoder at the start of a body.
+    pub fn new() -> Self {
+        DotStuffer {
+            at_line_start: true,
+            after_cr: false,
+            stuff: true,
+        }
+    }
+
+    /// An encoder that only normalizes line ends (for BDAT, which is never dot-stuffed).
+    pub fn normalizer() -> Self {
+        DotStuffer {
+            stuff: false,
+            ..Self::new()
+        }
+    }
+
+    /// Encode the next chunk of the body, appending to `out`.
+    pub fn encode(&mut self, input: &[u8], out: &mut Vec<u8>) {
+        let mut i = 0;
+        while i < input.len() {
+            if self.after_cr {
+                self.after_cr = false;
+                if input[i] == b'\n' {
+                    // The LF of a CRLF split across chunks: its CRLF is already out.
+                    i += 1;
+                    continue;
+                }
+            }
+            if self.at_line_start && self.stuff && input[i] == b'.' {
+                out.push(b'.');
+            }
+            match memchr2(b'\r', b'\n', &input[i..]) {
+                None => {
+                    out.extend_from_slice(&input[i..]);
+                    self.at_line_start = false;
+                    return;
+                }
+                Some(j) => {
+                    out.extend_from_slice(&input[i..i + j]);
+                    out.extend_from_slice(b"\r\n");
+                    self.at_line_start = true;
+                    self.after_cr = input[i + j] == b'\r';
+                    i += j + 1;
+                }
+            }
+        }
+    }
+
+    /// End the body: add the final CRLF if the last line lacks one. The encoder is then
+    /// ready for a new body. The DATA terminator `.\r\n` is not added.
+    pub fn finish(&mut self, out: &mut Vec<u8>) {
+        if !self.at_line_start {
+            out.extend_from_slice(b"\r\n");
+        }
+        *self = DotStuffer {
+            stuff: self.stuff,
+            ..Self::new()
+        };
+    }
+}
+
+/// The whole body dot-stuffed (see [`DotStuffer`]); the `.\r\n` terminator is not added.
+pub fn dot_stuff(body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len() + body.len() / 64 + 2);
+    let mut s = DotStuffer::new();
+    s.encode(body, &mut out);
+    s.finish(&mut out);
+    out
+}
+
+/// Checks, chunk by chunk, that a body is already in wire form: every CR is followed by
+/// LF, every LF preceded by CR, and the body is empty or ends with CRLF.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LineEndCheck {
+    prev_cr: bool,
+    bad: bool,
+    last: Option<u8>,
+}
+
+impl LineEndCheck {
+    /// Check the next chunk.
+    pub fn update(&mut self, chunk: &[u8]) {
+        let Some(&last) = chunk.last() else { return };
+        if self.bad {
+            return;
+        }
+        if self.prev_cr && chunk[0] != b'\n' {
+            self.bad = true;
+            return;
+        }
+        for i in memchr2_iter(b'\r', b'\n', chunk) {
+            let ok = if chunk[i] == b'\r' {
+                chunk.get(i + 1).is_none_or(|&b| b == b'\n')
+            } else if i == 0 {
+                self.prev_cr
+            } else {
+                chunk[i - 1] == b'\r'
+            };
+            if !ok {
+                self.bad = true;
+                return;
+            }
+        }
+        self.prev_cr = last == b'\r';
+        self.last = Some(last);
+    }
+
+    /// True when everything checked so far is in wire form and complete.
+    pub fn finish(&self) -> bool {
+        !self.bad && self.last.is_none_or(|b| b == b'\n')
+    }
+}
+
+/// True when `body` is already in wire form: only CRLF line ends, ending with CRLF (or
+/// empty).
+pub fn is_normalized(body: &[u8]) -> bool {
+    let mut check = LineEndCheck::default();
+    check.update(body);
+    check.finish()
+}
+
+/// `body` with every CR, LF or CRLF as CRLF and a final CRLF (borrowed when already so).
+pub fn normalize(body: &[u8]) -> Cow<'_, [u8]> {
+    if is_normalized(body) {
+        return Cow::Borrowed(body);
+    }
+    let mut out = Vec::with_capacity(body.len() + body.len() / 32 + 2);
+    let mut s = DotStuffer::normalizer();
+    s.encode(body, &mut out);
+    s.finish(&mut out);
+    Cow::Owned(out)
+}
+
+/// Undo dot-stuffing of a CRLF body (the inverse of [`dot_stuff`] on normalized input):
+/// one leading dot is removed from every line that starts with one. For tests and fuzzing.
+pub fn dot_unstuff(wire: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(wire.len());
+    let mut at_line_start = true;
+    for &b in wire {
+        if !(at_line_start && b == b'.') {
+            out.push(b);
+        }
+        at_line_start = b == b'\n';
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table() {
+        let cases: &[(&[u8], &[u8])] = &[
+            (b"", b""),
+            (b"a", b"a\r\n"),
+            (b"a\r\n", b"a\r\n"),
+            (b".", b"..\r\n"),
+            (b".\r\n", b"..\r\n"),
+            (b"..\r\n", b"...\r\n"),
+            (b"a.\r\n.b\r\n", b"a.\r\n..b\r\n"),
+            (b"a\nb", b"a\r\nb\r\n"),
+            (b"a\rb", b"a\r\nb\r\n"),
+            (b"a\r\rb", b"a\r\n\r\nb\r\n"),
+            (b"a\n\nb", b"a\r\n\r\nb\r\n"),
+            (b"a\n\r\nb", b"a\r\n\r\nb\r\n"),
+            (b"a\r\n\rb", b"a\r\n\r\nb\r\n"),
+            (b"\n.", b"\r\n..\r\n"),
+            (b"\r.\r\n", b"\r\n..\r\n"),
+            (b"x\r\n.\r\n", b"x\r\n..\r\n"),
+            (b"\r", b"\r\n"),
+            (b"\n", b"\r\n"),
+        ];
+        for &(input, expected) in cases {
+            assert_eq!(
+                dot_stuff(input),
+                expected,
+                "for {:?}",
+                String::from_utf8_lossy(input)
+            );
+            // Every split point, and byte by byte, give the same output.
+            for split in 0..=input.len() {
+                let mut out = Vec::new();
+                let mut s = DotStuffer::new();
+                s.encode(&input[..split], &mut out);
+                s.encode(&input[split..], &mut out);
+                s.finish(&mut out);
+                assert_eq!(out, expected, "split {split} of {input:?}");
+            }
+            let mut out = Vec::new();
+            let mut s = DotStuffer::new();
+            for b in input {
+                s.encode(std::slice::from_ref(b), &mut out);
+            }
+            s.finish(&mut out);
+            assert_eq!(out, expected, "bytewise {input:?}");
+            assert_eq!(dot_unstuff(expected), normalize(input).as_ref());
+        }
+    }
+
+    #[test]
+    fn normalization() {
+        assert!(is_normalized(b""));
+        assert!(is_normalized(b"a\r\n"));
+        assert!(is_normalized(b"\r\n\r\n"));
+        assert!(is_normalized(b".a\r\n"));
+        assert!(!is_normalized(b"a"));
+        assert!(!is_normalized(b"a\n"));
+        assert!(!is_normalized(b"a\r\r\n"));
+        assert!(!is_normalized(b"a\nb\r\n"));
+        assert!(!is_normalized(b"a\rb\r\n"));
+        assert!(matches!(normalize(b"a\r\n"), Cow::Borrowed(_)));
+        // Chunked: the same verdict at every split point.
+        for body in [
+            &b"a\r\nb\r\n"[..],
+            b"a\rb\r\n",
+            b"a\nb\r\n",
+            b"\r\n",
+            b"a\r",
+            b"a\r\r\n",
+            b"x",
+        ] {
+            for split in 0..=body.len() {
+                let mut c = LineEndCheck::default();
+                c.update(&body[..split]);
+                c.update(&body[split..]);
+                assert_eq!(c.finish(), is_normalized(body), "{body:?} at {split}");
+            }
+        }
+        assert_eq!(normalize(b".a\nb").as_ref(), b".a\r\nb\r\n");
+    }
+
+    #[test]
+    fn finish_resets() {
+        let mut s = DotStuffer::new();
+        let mut out = Vec::new();
+        s.encode(b"x\r", &mut out);
+        s.finish(&mut out);
+        s.encode(b"\n.", &mut out);
+        s.finish(&mut out);
+        assert_eq!(out, b"x\r\n\r\n..\r\n");
+    }
+}
