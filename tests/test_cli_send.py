@@ -443,7 +443,7 @@ def test_losing_the_server_mid_job_stops_with_one_clear_error(
     )
     wait_for_lines(results, 12, proc, timeout=30)
     server.stop()
-    out, err = proc.communicate(timeout=60)
+    _out, err = proc.communicate(timeout=60)
     assert proc.returncode == 3, err
     assert "Traceback" not in err
     assert "fastsmtp send: error: lost the server" in err

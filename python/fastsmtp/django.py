@@ -76,6 +76,8 @@ log = logging.getLogger("fastsmtp.django")
 T = TypeVar("T")
 
 _ENGINE_OPTIONS = frozenset(inspect.signature(Engine).parameters) - {"host", "port"}
+CLOSE_SETTLE = 0.05
+"""Seconds the engine loop keeps running after the engines closed (see shutdown)."""
 _BACKEND_OPTIONS = frozenset({"cafile", "send_timeout"})
 _FROM_DJANGO_SETTINGS = frozenset({"host", "port", "username", "password"})
 
@@ -168,6 +170,9 @@ class _Runner:
 
         async def close_all() -> None:
             await asyncio.gather(*(e.close() for e in engines), return_exceptions=True)
+            # Engine.close() returns once QUIT is answered; a TLS transport still needs a
+            # few loop turns to finish closing its socket.
+            await asyncio.sleep(CLOSE_SETTLE)
 
         try:
             asyncio.run_coroutine_threadsafe(close_all(), loop).result(timeout)
@@ -176,7 +181,10 @@ class _Runner:
         loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout)
         if not thread.is_alive():
-            loop.close()
+            try:
+                loop.close()
+            except OSError:  # uvloop: a handle still open; the process is exiting anyway
+                log.debug("fastsmtp engine loop closed with open handles", exc_info=True)
 
     def forget(self) -> None:
         """After fork(): the child has no engine thread; start afresh on its first send."""
