@@ -102,24 +102,47 @@ def add_parser(sub: Any) -> None:
             "templates: {{ column }} is replaced by the recipient's value. The password "
             f"comes from ${PASSWORD_ENV} or a prompt, never from the command line."
         ),
+        epilog=(
+            "exit status: 0 all accepted, 1 some rejected/deferred/failed, 2 bad usage or "
+            "input, 3 cannot connect or authenticate (or the server was lost), 130 "
+            "interrupted (re-run with --resume)"
+        ),
     )
-    p.add_argument("--host", required=True, help="SMTP server")
+    p.add_argument("--host", required=True, metavar="H", help="SMTP server")
     p.add_argument(
-        "--port", type=int, default=None, help="default 465 (implicit), 587 (starttls), else 25"
+        "--port",
+        type=int,
+        default=None,
+        metavar="P",
+        help="default 465 (implicit), 587 (starttls), else 25",
     )
-    p.add_argument("--tls", choices=TLS_MODES, default="starttls", help="default starttls")
-    p.add_argument("--cafile", type=Path, help="PEM file of CAs to trust for the server cert")
-    p.add_argument("--user", help=f"AUTH user name (password: ${PASSWORD_ENV} or a prompt)")
+    p.add_argument(
+        "--tls",
+        choices=TLS_MODES,
+        default="starttls",
+        metavar="MODE",
+        help=f"{', '.join(TLS_MODES)} (default starttls)",
+    )
+    p.add_argument(
+        "--cafile", type=Path, metavar="FILE", help="PEM file of CAs to trust for the server cert"
+    )
+    p.add_argument(
+        "--user", metavar="U", help=f"AUTH user name (password: ${PASSWORD_ENV} or a prompt)"
+    )
     p.add_argument(
         "--insecure-plaintext-auth",
         action="store_true",
         help="allow sending the password over a connection without TLS",
     )
-    p.add_argument("--from", dest="sender", required=True, help="From, e.g. 'Ann <a@x.org>'")
-    p.add_argument("--subject", required=True, help="subject template")
-    p.add_argument("--text", type=Path, help="plain-text body template file")
-    p.add_argument("--html", type=Path, help="HTML body template file")
-    p.add_argument("--attach", type=Path, action="append", default=[], help="attach a file")
+    p.add_argument(
+        "--from", dest="sender", required=True, metavar="ADDR", help="From, e.g. 'Ann <a@x.org>'"
+    )
+    p.add_argument("--subject", required=True, metavar="TPL", help="subject template")
+    p.add_argument("--text", type=Path, metavar="FILE", help="plain-text body template file")
+    p.add_argument("--html", type=Path, metavar="FILE", help="HTML body template file")
+    p.add_argument(
+        "--attach", type=Path, action="append", default=[], metavar="FILE", help="attach a file"
+    )
     p.add_argument(
         "--header",
         action="append",
@@ -127,18 +150,36 @@ def add_parser(sub: Any) -> None:
         metavar="'NAME: VALUE'",
         help="extra header (value is a template); repeatable",
     )
-    p.add_argument("--reply-to", action="append", default=[], help="Reply-To address")
     p.add_argument(
-        "--recipients", type=Path, required=True, help="recipients, FILE.csv or FILE.jsonl"
+        "--reply-to", action="append", default=[], metavar="ADDR", help="Reply-To address"
+    )
+    p.add_argument(
+        "--recipients",
+        type=Path,
+        required=True,
+        metavar="FILE",
+        help="recipients, FILE.csv or FILE.jsonl",
     )
     p.add_argument("--format", choices=("csv", "jsonl"), help="default: from the file name")
-    p.add_argument("--results", type=Path, required=True, help="results file (JSONL)")
-    p.add_argument("--resume", action="store_true", help="skip recipients already in --results")
-    p.add_argument("--connections", type=int, default=8, help="parallel connections (8)")
-    p.add_argument("--rate", type=float, default=None, help="at most N messages a second")
-    p.add_argument("--timeout", type=float, default=30.0, help="network timeout, s (30)")
     p.add_argument(
-        "--grace", type=float, default=30.0, help="after Ctrl-C, wait this long for in-flight"
+        "--results", type=Path, required=True, metavar="OUT.jsonl", help="results file (JSONL)"
+    )
+    p.add_argument("--resume", action="store_true", help="skip recipients already in --results")
+    p.add_argument(
+        "--connections", type=int, default=8, metavar="N", help="parallel connections (8)"
+    )
+    p.add_argument(
+        "--rate", type=float, default=None, metavar="N", help="at most N messages a second"
+    )
+    p.add_argument(
+        "--timeout", type=float, default=30.0, metavar="S", help="network timeout, s (30)"
+    )
+    p.add_argument(
+        "--grace",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="after Ctrl-C, wait this long for in-flight",
     )
 
 

@@ -36,11 +36,12 @@ of the first message that failed to build, or ``MessageNotSent`` for the first m
 recipient accepted.
 
 Batch mode follows django-anymail: a message with ``merge_data`` (a dict keyed by
-address) and optionally ``merge_global_data`` sends one personalized message to each
-``to`` address; subject, bodies and extra header values are fastsmtp templates
-(``{{ variable }}``; also ``{{ name }}`` and ``{{ address }}``). cc and bcc are refused
-there. Each recipient's data comes from ``merge_data[address]`` (a missing entry means no
-personal data), over ``merge_global_data``.
+address) and/or ``merge_global_data`` sends one personalized message to each ``to``
+address (anymail sends a single message when only ``merge_global_data`` is set). Subject,
+bodies and extra header values are fastsmtp templates (``{{ variable }}``; also
+``{{ name }}`` and ``{{ address }}``). cc and bcc are refused there. Each recipient's data
+comes from ``merge_data[address]`` (a missing entry means no personal data), over
+``merge_global_data``.
 """
 
 from __future__ import annotations
