@@ -279,9 +279,9 @@ class ClientConnection:
     lock-step. A protocol error is sticky: later calls raise LocalProtocolError.
     """
 
-    def __init__(
-        self, local_hostname: str = "localhost", *, max_reply_bytes: int = 65536
-    ) -> None: ...
+    def __new__(
+        cls, local_hostname: str = "localhost", *, max_reply_bytes: int = 65536
+    ) -> ClientConnection: ...
     def receive_data(self, data: bytes) -> list[Event]:
         """Feed bytes read from the server; b"" means the server closed the connection.
         Never raises for peer misbehaviour: malformed or hostile replies end the connection

@@ -34,25 +34,30 @@ impl Address {
     /// Validate `address` as a recipient (the empty null path is not allowed).
     /// `field` names it in the error.
     pub fn recipient(address: &str, field: &str) -> Result<Self> {
-        if address.is_empty() {
-            return Err(Error::invalid("empty recipient address", field));
-        }
-        Self::sender(address, field)
+        Self::parse(address, false, || field.to_owned())
     }
 
     /// Validate `address` as a reverse-path: like a recipient, but may be `""` (the null
     /// reverse-path `<>` of bounces).
     pub fn sender(address: &str, field: &str) -> Result<Self> {
+        Self::parse(address, true, || field.to_owned())
+    }
+
+    /// Validate, naming the field (computed only on error) in the error.
+    pub fn parse(address: &str, null_ok: bool, field: impl FnOnce() -> String) -> Result<Self> {
+        if address.is_empty() && !null_ok {
+            return Err(Error::invalid("empty recipient address", field()));
+        }
         if address.len() + 2 > MAX_PATH {
             return Err(Error::invalid(
                 format!("address longer than {} octets", MAX_PATH - 2),
-                field,
+                field(),
             ));
         }
         if let Some(b) = address.bytes().find(|&b| !allowed(b)) {
             return Err(Error::invalid(
                 format!("address contains a forbidden character {:?}", char::from(b)),
-                field,
+                field(),
             ));
         }
         Ok(Address(address.to_owned()))

@@ -171,6 +171,32 @@ impl Transaction {
         smtputf8: bool,
         eight_bit: bool,
     ) -> Result<Self> {
+        let body = if body.is_normalized() {
+            body
+        } else {
+            body.normalized()
+        };
+        Self::with_normalized_body(sender, recipients, body, smtputf8, eight_bit)
+    }
+
+    /// A transaction from a raw body: line ends normalized, `eight_bit` when any octet is
+    /// not ASCII.
+    pub fn from_raw<S: AsRef<str>>(sender: &str, recipients: &[S], body: &[u8]) -> Result<Self> {
+        let eight_bit = !body.is_ascii();
+        let body = match dotstuff::normalize(body) {
+            std::borrow::Cow::Borrowed(b) => Body::new(Arc::<[u8]>::from(b)),
+            std::borrow::Cow::Owned(v) => Body::new(v),
+        };
+        Self::with_normalized_body(sender, recipients, body, false, eight_bit)
+    }
+
+    fn with_normalized_body<S: AsRef<str>>(
+        sender: &str,
+        recipients: &[S],
+        body: Body,
+        smtputf8: bool,
+        eight_bit: bool,
+    ) -> Result<Self> {
         let sender = Address::sender(sender, "sender")?;
         if recipients.is_empty() {
             return Err(Error::invalid("no recipients", "recipients"));
@@ -178,15 +204,10 @@ impl Transaction {
         let recipients = recipients
             .iter()
             .enumerate()
-            .map(|(i, r)| Address::recipient(r.as_ref(), &format!("recipients[{i}]")))
+            .map(|(i, r)| Address::parse(r.as_ref(), false, || format!("recipients[{i}]")))
             .collect::<Result<Vec<_>>>()?;
         let smtputf8 =
             smtputf8 || sender.needs_smtputf8() || recipients.iter().any(Address::needs_smtputf8);
-        let body = if body.is_normalized() {
-            body
-        } else {
-            body.normalized()
-        };
         Ok(Transaction {
             sender,
             recipients,
@@ -194,14 +215,6 @@ impl Transaction {
             smtputf8,
             eight_bit,
         })
-    }
-
-    /// A transaction from a raw body: line ends normalized, `eight_bit` when any octet is
-    /// not ASCII.
-    pub fn from_raw<S: AsRef<str>>(sender: &str, recipients: &[S], body: &[u8]) -> Result<Self> {
-        let eight_bit = !body.is_ascii();
-        let body = Body::new(dotstuff::normalize(body).into_owned());
-        Self::new(sender, recipients, body, false, eight_bit)
     }
 }
 

@@ -27,3 +27,5 @@ pub use reply::{EnhancedCode, Reply, ReplyParser};
 
 #[cfg(test)]
 mod connection_tests;
+#[cfg(test)]
+mod fuzz_tests;

@@ -444,7 +444,7 @@ pub struct PyClientConnection(ClientConnection);
 #[pymethods]
 impl PyClientConnection {
     #[new]
-    #[pyo3(signature = (local_hostname = "localhost", *, max_reply_bytes = DEFAULT_MAX_REPLY_BYTES))]
+    #[pyo3(signature = (local_hostname = "localhost", *, max_reply_bytes = 65536))]
     fn new(py: Python<'_>, local_hostname: &str, max_reply_bytes: usize) -> PyResult<Self> {
         ClientConnection::new(local_hostname, max_reply_bytes)
             .map(PyClientConnection)
@@ -597,9 +597,8 @@ fn dot_stuff<'py>(py: Python<'py>, body: &[u8]) -> Bound<'py, PyBytes> {
 
 /// Parse the complete replies in `data`; raises RemoteProtocolError when malformed.
 #[pyfunction]
-#[pyo3(signature = (data, *, max_reply_bytes = DEFAULT_MAX_REPLY_BYTES))]
-fn parse_replies(py: Python<'_>, data: &[u8], max_reply_bytes: usize) -> PyResult<Vec<PyReply>> {
-    let replies = catch_unwind(|| reply::parse_all(data, max_reply_bytes))
+fn parse_replies(py: Python<'_>, data: &[u8]) -> PyResult<Vec<PyReply>> {
+    let replies = catch_unwind(|| reply::parse_all(data, DEFAULT_MAX_REPLY_BYTES))
         .unwrap_or_else(|_| Err(Error::remote("internal error while parsing")));
     Ok(replies
         .map_err(|e| to_py(py, e))?
@@ -620,6 +619,23 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyTransactionAborted>()?;
     m.add_class::<PyClosed>()?;
     m.add_class::<PyClientConnection>()?;
+    // The stubs' `Event` alias, a real union at runtime: `isinstance(e, Event)` works.
+    let classes = [
+        m.getattr("Ready")?,
+        m.getattr("StartTlsReady")?,
+        m.getattr("AuthSucceeded")?,
+        m.getattr("AuthFailed")?,
+        m.getattr("CommandFailed")?,
+        m.getattr("TransactionResult")?,
+        m.getattr("TransactionAborted")?,
+        m.getattr("Closed")?,
+    ];
+    let or = m.py().import("operator")?.getattr("or_")?;
+    let event = m
+        .py()
+        .import("functools")?
+        .call_method1("reduce", (or, classes))?;
+    m.add("Event", event)?;
     m.add_function(wrap_pyfunction!(dot_stuff, m)?)?;
     m.add_function(wrap_pyfunction!(parse_replies, m)?)?;
     Ok(())
