@@ -1,4 +1,5 @@
-"""The ``fastsmtp`` command line: ``demo`` (the README's main job) and ``sink``.
+"""The ``fastsmtp`` command line: ``send`` (a bulk job, see ``_send_cmd``), ``demo`` (the
+README's main job) and ``sink``.
 
 ``fastsmtp demo`` starts the built-in capture server on 127.0.0.1, sends a personalized
 batch to it through the engine with a live progress bar, and prints a summary table and
@@ -18,6 +19,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from fastsmtp import _send_cmd
 from fastsmtp._engine import Engine, run
 from fastsmtp._models import BatchReport, Message, Recipient, Result
 from fastsmtp.testing import CaptureServer, serve_forever
@@ -99,6 +101,7 @@ def summary_table(report: BatchReport) -> Table:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="fastsmtp", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
+    _send_cmd.add_parser(sub)
     demo = sub.add_parser("demo", help="send a personalized batch to a built-in capture server")
     demo.add_argument("--count", type=int, default=200, help="recipients (default 200)")
     demo.add_argument("--dir", type=Path, default=None, help="where to write .eml files")
@@ -107,6 +110,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     sink.add_argument("--dir", default=None, help="write each message as an .eml file here")
     args = parser.parse_args(argv)
     console = Console()
+    if args.command == "send":
+        return _send_cmd.main(args, console)
     if args.command == "demo":
         directory = args.dir or Path(tempfile.mkdtemp(prefix="fastsmtp-demo-"))
         return run(_demo(args.count, directory, console))
