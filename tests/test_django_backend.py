@@ -367,11 +367,6 @@ def test_pool_is_reused_across_calls_and_backends(capture_server: Factory) -> No
     assert get_connection(port=server.port, connections=2).engine is not engine
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine pool: a worker waiting with a reply outstanding is not counted idle, so "
-    "the next send opens another connection and one of the two then retires",
-)
 def test_pool_with_room_for_more_connections_reuses_the_idle_one(
     capture_server: Factory,
 ) -> None:

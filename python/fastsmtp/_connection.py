@@ -92,6 +92,8 @@ class Connection(asyncio.Protocol):
         self._watchdog: asyncio.TimerHandle | None = None
         self.window = config.window
         self._abort_charged = False
+        self._nothing_in_flight = asyncio.Event()  # set while no transaction awaits replies
+        self._nothing_in_flight.set()
 
     # -- asyncio.Protocol ---------------------------------------------------------------
 
@@ -133,6 +135,8 @@ class Connection(asyncio.Protocol):
             if isinstance(event, _TXN_EVENTS):
                 job = self.jobs.pop(event.txn_id)
                 self.on_settled(self, job, event)
+                if not self.jobs:
+                    self._nothing_in_flight.set()
                 if not self._capacity.is_set() and self._below_low_water():
                     self._capacity.set()
             elif isinstance(event, core.Closed):
@@ -161,6 +165,7 @@ class Connection(asyncio.Protocol):
             self._handshake.set_exception(SMTPConnectionError(f"connection closed: {reason}"))
         if not self._closed_waiter.done():
             self._closed_waiter.set_result(None)
+        self._nothing_in_flight.set()
         if self._watchdog is not None:
             self._watchdog.cancel()
         # Anything still mapped never got an event (the core reports aborts before Closed,
@@ -346,6 +351,11 @@ class Connection(asyncio.Protocol):
         if not self._can_write.is_set():
             await self._can_write.wait()
 
+    async def wait_settled(self) -> None:
+        """Wait until no transaction awaits replies (or the connection is closed); the
+        watchdog bounds the wait by aborting a connection whose replies stop coming."""
+        await self._nothing_in_flight.wait()
+
     def room(self) -> int:
         """How many more transactions the window takes now (by count and bytes, roughly)."""
         if self.closed:
@@ -356,9 +366,9 @@ class Connection(asyncio.Protocol):
         """Queue one transaction; call flush() after a group of submits."""
         txn_id = next(self._ids)
         message = job.message
-        if not job.partial:
-            self.core.submit(txn_id, message)
-        else:  # a retry for some of the message's recipients only
+        if not job.explicit_envelope:
+            self.core.submit(txn_id, message)  # type: ignore[arg-type]  # a BuiltMessage
+        else:
             self.core.submit(
                 txn_id,
                 sender=message.envelope_sender,
@@ -367,6 +377,7 @@ class Connection(asyncio.Protocol):
             )
         self.jobs[txn_id] = job
         self.submitted += 1
+        self._nothing_in_flight.clear()
 
     def _flush(self) -> None:
         out = self.core.data_to_send()

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 from fastsmtp import _fastsmtp as core
 from fastsmtp._config import EngineConfig, TLSMode
 from fastsmtp._errors import InvalidMessage, TemplateError
-from fastsmtp._jobs import Job
+from fastsmtp._jobs import Job, RawBody, check_envelope_address
 from fastsmtp._models import BatchReport, Message, Recipient, Result
 from fastsmtp._pool import Pool
 from fastsmtp._stats import Stats
@@ -173,6 +173,21 @@ class Engine:
 
     # -- sending ------------------------------------------------------------------------
 
+    async def connect(self) -> None:
+        """Open a connection now and keep it in the pool (sends start without set-up).
+
+        Raises what connecting raises (``SMTPConnectionError``, ``SMTPTimeoutError``,
+        ``TLSRequiredError``, ``AuthenticationError``, ``SMTPReplyError``), so a wrong host,
+        port, certificate or password is one clear error before any message is handed over.
+        """
+        await self._ensure_pool().connect()
+
+    def cancel_pending(self, reason: str = "cancelled before it was sent") -> int:
+        """Give every recipient not yet handed to a server (queued, or waiting for a retry)
+        a ``failed`` Result with ``text=reason`` now, and return how many there were.
+        Messages already on a connection finish normally; nothing is sent twice."""
+        return self._pool.cancel_pending(reason) if self._pool is not None else 0
+
     async def send(self, message: Message) -> list[Result]:
         """Send one message; returns one Result per envelope recipient (to, cc, bcc).
 
@@ -182,6 +197,40 @@ class Engine:
         recipients = built.recipients
         if not recipients:
             raise InvalidMessage("the message has no recipients (to, cc or bcc)", field="to")
+        return await self._send_one(built, recipients)
+
+    async def send_raw(
+        self,
+        sender: str,
+        recipients: Sequence[str],
+        data: bytes,
+        *,
+        message_id: str | None = None,
+    ) -> list[Result]:
+        """Send a message you assembled yourself (RFC 5322 bytes) to an explicit envelope:
+        ``sender`` is the MAIL FROM path ("" for a null sender), ``recipients`` the RCPT TO
+        addresses. Returns one Result per recipient.
+
+        The bytes go out as given, except that a bare CR or LF becomes CRLF (so nothing
+        malformed reaches DATA) and dot-stuffing or BDAT framing is applied. Raises
+        InvalidMessage before anything is sent for a malformed envelope.
+        """
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise InvalidMessage("data must be bytes", field="data")
+        check_envelope_address(sender, "sender", allow_empty=True)
+        if isinstance(recipients, str):
+            raise InvalidMessage("recipients must be a list of addresses", field="recipients")
+        addresses = list(recipients)
+        if not addresses:
+            raise InvalidMessage("send_raw needs at least one recipient", field="recipients")
+        for address in addresses:
+            check_envelope_address(address, "recipients")
+        body = RawBody(sender, bytes(data), message_id or "")
+        return await self._send_one(body, addresses)
+
+    async def _send_one(
+        self, message: core.BuiltMessage | RawBody, recipients: list[str]
+    ) -> list[Result]:
         pool = self._ensure_pool()
         loop = asyncio.get_running_loop()
         done_future: asyncio.Future[None] = loop.create_future()
@@ -197,7 +246,7 @@ class Engine:
                 done_future.set_result(None)
 
         self._track(len(recipients))
-        pool.put(Job(built, list(recipients), list(range(len(recipients))), done))
+        pool.put(Job(message, recipients, list(range(len(recipients))), done))
         await done_future
         return [r for r in results if r is not None]
 

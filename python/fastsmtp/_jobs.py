@@ -11,10 +11,51 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from fastsmtp._errors import InvalidMessage
 from fastsmtp._models import Result, Status
 
 if TYPE_CHECKING:
     from fastsmtp._fastsmtp import BuiltMessage, Reply, TransactionResult
+
+
+_FORBIDDEN_IN_PATH = frozenset(" <>\x7f") | frozenset(map(chr, range(32)))
+
+
+def check_envelope_address(address: object, field: str, *, allow_empty: bool = False) -> None:
+    """Raise InvalidMessage unless ``address`` can go into MAIL FROM or RCPT TO as is: no
+    CR, LF or other control character, space or angle bracket can reach a command."""
+    if not isinstance(address, str):
+        raise InvalidMessage(
+            f"{field}: an address must be a str, not {type(address).__name__}", field=field
+        )
+    if not address:
+        if allow_empty:
+            return
+        raise InvalidMessage(f"{field}: empty address", field=field)
+    bad = next((c for c in address if c in _FORBIDDEN_IN_PATH), None)
+    if bad is not None:
+        raise InvalidMessage(f"{field}: {address!r} contains {bad!r}", field=field)
+    local, at, domain = address.rpartition("@")
+    if not at or not local or not domain:
+        raise InvalidMessage(f"{field}: {address!r} is not local-part@domain", field=field)
+
+
+class RawBody:
+    """A message the caller assembled itself, sent byte for byte (the core still turns any
+    bare CR or LF into CRLF and dot-stuffs or chunks it): ``Engine.send_raw``."""
+
+    __slots__ = ("_data", "envelope_sender", "message_id")
+
+    def __init__(self, envelope_sender: str, data: bytes, message_id: str = "") -> None:
+        self.envelope_sender = envelope_sender
+        self.message_id = message_id
+        self._data = data
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def as_bytes(self) -> bytes:
+        return self._data
 
 
 class Job:
@@ -24,23 +65,33 @@ class Job:
     per recipient with its final Result; a job finishes when every recipient has one.
     """
 
-    __slots__ = ("attempts", "done", "indexes", "message", "partial", "recipients", "size")
+    __slots__ = (
+        "attempts",
+        "done",
+        "explicit_envelope",
+        "indexes",
+        "message",
+        "recipients",
+        "size",
+    )
 
     def __init__(
         self,
-        message: BuiltMessage,
+        message: BuiltMessage | RawBody,
         recipients: list[str],
         indexes: list[int],
         done: Callable[[Result], None],
         attempts: int = 0,
-        partial: bool = False,
+        explicit_envelope: bool = False,
     ) -> None:
         self.message = message
         self.recipients = recipients
         self.indexes = indexes
         self.done = done
         self.attempts = attempts
-        self.partial = partial  # only some of the message's recipients are left (a retry)
+        # Submit as sender + recipients + bytes rather than the BuiltMessage's own envelope:
+        # a retry for some of its recipients only, or a RawBody.
+        self.explicit_envelope = explicit_envelope or isinstance(message, RawBody)
         self.size = len(message)
 
     def result(
@@ -78,7 +129,7 @@ class Job:
             [self.indexes[i] for i in positions],
             self.done,
             self.attempts,
-            partial=True,
+            explicit_envelope=True,
         )
 
 

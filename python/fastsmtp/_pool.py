@@ -11,12 +11,12 @@ ends with exactly one Result per recipient whatever happens to the sockets.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import ssl
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Coroutine, Iterable
+from typing import Any
 
 from fastsmtp import _fastsmtp as core
 from fastsmtp._config import EngineConfig
@@ -51,6 +51,7 @@ class Pool:
         self._jobs_ready = asyncio.Event()
         self._workers: set[asyncio.Task[None]] = set()
         self._idle_workers = 0
+        self._connecting = 0  # workers started that have no connection yet
         self._retry_timers: dict[asyncio.TimerHandle, Job] = {}
         self._bucket = TokenBucket(config.rate_limit) if config.rate_limit else None
         self._connect_failures = 0
@@ -74,12 +75,48 @@ class Pool:
         if not self.queue:
             return
         self._jobs_ready.set()
-        # A worker that is busy connecting or whose window is full cannot take more: open
-        # another connection, up to the pool size.
-        if self._idle_workers == 0 and len(self._workers) < self.config.connections:
-            task = asyncio.get_running_loop().create_task(self._worker())
-            self._workers.add(task)
-            task.add_done_callback(self._workers.discard)
+        # Idle connections and those still connecting will take a window's worth each;
+        # open more, up to the pool size, only for work beyond that. (One message for a
+        # pool with an idle connection must not open a second one.)
+        spare = (self._idle_workers + self._connecting) * self.config.window
+        backlog = len(self.queue) - spare
+        while backlog > 0 and len(self._workers) < self.config.connections:
+            self._start_worker(None)
+            backlog -= self.config.window
+
+    def _start_worker(self, conn: Connection | None) -> None:
+        if conn is None:
+            self._connecting += 1
+        task = asyncio.get_running_loop().create_task(self._worker(conn))
+        self._workers.add(task)
+        task.add_done_callback(self._workers.discard)
+
+    async def connect(self) -> None:
+        """Open one connection now (greeting, EHLO, STARTTLS, AUTH) and keep it in the pool.
+
+        Raises what set-up raises (SMTPConnectionError, TLSRequiredError,
+        AuthenticationError, ...), so a wrong host, certificate or password shows up before
+        any work is handed over.
+        """
+        if len(self._workers) >= self.config.connections:
+            return
+        conn = await Connection.open(self.config, self._settled)
+        self.stats.connections_opened += 1
+        self._start_worker(conn)
+
+    def cancel_pending(self, reason: str) -> int:
+        """Give every job not yet handed to a server (queued, or waiting for a retry) a
+        ``failed`` Result now; returns how many recipients that was. Work already on a
+        connection finishes normally."""
+        count = 0
+        timers, self._retry_timers = self._retry_timers, {}
+        for handle, job in timers.items():
+            handle.cancel()
+            count += len(job.recipients)
+            job.finish_all("failed", None, reason)
+        count += sum(len(job.recipients) for job in self.queue)
+        self.fail_queued(reason)
+        return count
 
     # -- outcomes -----------------------------------------------------------------------
 
@@ -175,40 +212,55 @@ class Pool:
             await asyncio.sleep(delay * random.uniform(0.5, 1.0))
         return None
 
-    async def _worker(self) -> None:
+    async def _worker(self, conn: Connection | None) -> None:
+        connecting = conn is None
         try:
-            while self.queue and not self._closing:
-                conn = await self._connect()
+            while not self._closing:
                 if conn is None:
-                    return
+                    if not self.queue:
+                        return
+                    conn = await self._connect()
+                    if connecting:
+                        connecting = False
+                        self._connecting -= 1
+                    if conn is None:
+                        return
                 try:
                     await self._serve(conn)
                 finally:
                     self.stats.bytes_sent += conn.bytes_sent
                     await conn.quit()  # also waits for a peer-closed socket to finish closing
+                conn = None
         except Exception:  # a bug: log it loudly, the engine's drain will report leftovers
             log.exception("fastsmtp worker crashed")
             raise
+        finally:
+            if connecting:
+                self._connecting -= 1
 
     async def _next_jobs(self, conn: Connection) -> bool:
-        """Wait until there are queued jobs; False when the connection should be retired."""
+        """Wait until there are queued jobs; False when the connection should be retired
+        (closed, idle too long, or the pool is closing)."""
         if self.queue:
             return True
-        if conn.in_flight:
-            # Keep the connection while replies are outstanding; new work may arrive.
-            self._jobs_ready.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._jobs_ready.wait(), self.config.reply_timeout_s)
-            return bool(self.queue) or bool(conn.in_flight)
-        self._jobs_ready.clear()
+        # Counted idle even while replies are outstanding: the window has room, so new
+        # work goes here rather than to a new connection.
         self._idle_workers += 1
         try:
-            await asyncio.wait_for(self._jobs_ready.wait(), self.config.idle_timeout)
-        except TimeoutError:
-            return False
+            while not self.queue:
+                if conn.closed or self._closing:
+                    return False
+                self._jobs_ready.clear()
+                if conn.in_flight:
+                    await _first_of(self._jobs_ready.wait(), conn.wait_settled())
+                    continue
+                try:
+                    await asyncio.wait_for(self._jobs_ready.wait(), self.config.idle_timeout)
+                except TimeoutError:
+                    return False
+            return True
         finally:
             self._idle_workers -= 1
-        return bool(self.queue)
 
     async def _serve(self, conn: Connection) -> None:
         config = self.config
@@ -240,6 +292,10 @@ class Pool:
                 except (SMTPUTF8Required, InvalidMessage) as e:
                     job.finish_all("failed", None, str(e))
                     continue
+                except Exception as e:  # a bug, but the job still gets its one result
+                    log.exception("fastsmtp could not submit a message")
+                    job.finish_all("failed", None, f"internal error: {e!r}")
+                    continue
                 submitted += 1
             self.stats.messages_submitted += submitted
             conn.flush()
@@ -247,7 +303,6 @@ class Pool:
     async def close(self) -> None:
         """Stop the workers (after the queue is drained by the caller) and close sockets."""
         self._closing = True
-        self._jobs_ready.set()
         # Normally nothing is waiting here (the engine drains first); if the caller gave up
         # waiting, every job still gets its one final result.
         timers, self._retry_timers = self._retry_timers, {}
@@ -255,6 +310,9 @@ class Pool:
             handle.cancel()
             job.finish_all("deferred", None, "engine closed before the retry was due")
         self.fail_queued("engine closed before the message was sent")
+        # Wake idle workers last: fail_queued clears the event, and a waiter whose wait has
+        # not started yet would miss a set() that came before the clear.
+        self._jobs_ready.set()
         if self._workers:
             await asyncio.gather(*self._workers, return_exceptions=True)
 
@@ -262,3 +320,13 @@ class Pool:
 def _finish_with_reply(job: Job, error: SMTPReplyError, reason: str) -> None:
     for i in range(len(job.recipients)):
         job.done(job.result(i, "failed", error.code, error.enhanced_code, reason))
+
+
+async def _first_of(*waits: Coroutine[Any, Any, Any]) -> None:
+    """Wait until the first of ``waits`` finishes; cancel the rest."""
+    tasks = [asyncio.ensure_future(w) for w in waits]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import csv
 import dataclasses
 import getpass
@@ -64,7 +63,6 @@ from rich.text import Text
 
 from fastsmtp import _fastsmtp as core
 from fastsmtp._config import TLS_MODES, TLSMode
-from fastsmtp._connection import Connection
 from fastsmtp._engine import Engine, run
 from fastsmtp._errors import FastSMTPError, InvalidMessage
 from fastsmtp._models import Attachment, BatchReport, Message, Recipient, Result
@@ -671,7 +669,7 @@ class SendJob:
         """Stop feeding, and drop what is queued but not yet on the wire."""
         self.stopping = True
         if self.engine is not None:
-            _cancel_pending(self.engine, INTERRUPTED)
+            self.engine.cancel_pending(INTERRUPTED)
 
     def _summary(self) -> None:
         from fastsmtp.cli import summary_table
@@ -690,27 +688,6 @@ class SendJob:
 
 
 async def _check_connection(engine: Engine) -> None:
-    """Open one connection the way the pool will (greeting, EHLO, STARTTLS, AUTH) and QUIT,
-    so that a wrong host, port, certificate or password is one clear error up front."""
-    # TODO(engine): use Engine.connect() once it exists (it keeps the connection pooled).
-    conn = await Connection.open(engine.config, lambda *_: None)
-    await conn.quit()
-
-
-def _cancel_pending(engine: Engine, reason: str) -> None:
-    """Give every recipient the engine has not yet handed to a server (queued, or waiting
-    for a retry) a ``failed`` Result with ``text=reason`` now."""
-    hook = getattr(engine, "cancel_pending", None)
-    if hook is not None:
-        hook(reason)
-        return
-    # Stopgap until the engine has the public hook: the same steps Pool.close() takes.
-    pool = engine._pool
-    if pool is None:
-        return
-    timers, pool._retry_timers = pool._retry_timers, {}
-    for handle, job in timers.items():
-        handle.cancel()
-        job.finish_all("failed", None, reason)
-    with contextlib.suppress(RuntimeError):
-        pool.fail_queued(reason)
+    """Open the first connection up front (greeting, EHLO, STARTTLS, AUTH), so that a wrong
+    host, port, certificate or password is one clear error before the job starts."""
+    await engine.connect()

@@ -55,7 +55,7 @@ import os
 import ssl
 import threading
 from collections.abc import Callable, Coroutine, Hashable, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
@@ -65,11 +65,10 @@ from django.core.mail.message import EmailMessage
 from fastsmtp._django_convert import BatchMessage, RawMessage, convert, to_batch
 from fastsmtp._engine import Engine
 from fastsmtp._errors import FastSMTPError, SMTPTimeoutError
-from fastsmtp._jobs import Job
 from fastsmtp._models import Message, Result
 
 if TYPE_CHECKING:
-    from fastsmtp._fastsmtp import BuiltMessage
+    pass
 
 __all__ = ["EmailBackend", "MessageNotSent", "shutdown"]
 
@@ -413,51 +412,6 @@ async def _send_one(engine: Engine, item: Message | RawMessage | BatchMessage) -
 
 
 async def _send_raw(engine: Engine, raw: RawMessage) -> list[Result]:
-    hook = getattr(engine, "send_raw", None)
-    if hook is not None:
-        sent: list[Result] = await hook(raw.sender, raw.recipients, raw.data)
-        return sent
-    return await _send_raw_via_pool(engine, raw)
-
-
-class _RawBody:
-    """Stands in for a BuiltMessage in a Job: its ``recipients`` is empty, so the connection
-    submits envelope and bytes as they are (the path it takes for partial retries)."""
-
-    recipients: tuple[str, ...] = ()
-
-    def __init__(self, raw: RawMessage) -> None:
-        self.envelope_sender = raw.sender
-        self.message_id = raw.message_id or ""
-        self._data = raw.data
-
-    def __len__(self) -> int:
-        return len(self._data)
-
-    def as_bytes(self) -> bytes:
-        return self._data
-
-
-async def _send_raw_via_pool(engine: Engine, raw: RawMessage) -> list[Result]:
-    # Stopgap until Engine.send_raw exists: what Engine.send does, with a raw body.
-    count = len(raw.recipients)
-    if count == 0:
+    if not raw.recipients:
         return []
-    pool = engine._ensure_pool()
-    done_future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-    results: list[Result | None] = [None] * count
-    remaining = count
-
-    def done(result: Result) -> None:
-        nonlocal remaining
-        engine._count(result)
-        results[result.index] = result
-        remaining -= 1
-        if remaining == 0 and not done_future.done():
-            done_future.set_result(None)
-
-    engine._track(count)
-    body = cast("BuiltMessage", _RawBody(raw))
-    pool.put(Job(body, list(raw.recipients), list(range(count)), done))
-    await done_future
-    return [r for r in results if r is not None]
+    return await engine.send_raw(raw.sender, raw.recipients, raw.data, message_id=raw.message_id)

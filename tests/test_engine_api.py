@@ -1,0 +1,147 @@
+"""Engine entry points beyond send/send_batch: send_raw, connect, cancel_pending, and how
+the pool reuses connections across calls."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+
+import pytest
+
+import fastsmtp
+from fastsmtp.testing import CaptureServer
+from tests.faultserver import Faults, FaultServer
+from tests.peers.ports import free_port
+
+RAW = (
+    b"From: ann@example.com\r\n"
+    b"To: bob@example.org\r\n"
+    b"Subject: raw\r\n"
+    b"Message-ID: <raw-1@example.com>\r\n"
+    b"\r\n"
+    b".leading dot\n"  # a bare LF and a line that needs dot-stuffing
+    b"second line\r\n"
+)
+
+
+@pytest.fixture
+def capture() -> object:
+    with CaptureServer() as server:
+        yield server
+
+
+@pytest.mark.parametrize("chunking", [True, False], ids=["bdat", "data"])
+async def test_send_raw_delivers_the_bytes_to_the_envelope(chunking: bool) -> None:
+    async with FaultServer(chunking=chunking) as server:
+        async with fastsmtp.Engine("127.0.0.1", server.port, tls="none") as engine:
+            results = await engine.send_raw(
+                "", ["bob@example.org", "carol@example.net"], RAW, message_id="<raw-1@example.com>"
+            )
+    assert [(r.recipient, r.status, r.message_id) for r in results] == [
+        ("bob@example.org", "accepted", "<raw-1@example.com>"),
+        ("carol@example.net", "accepted", "<raw-1@example.com>"),
+    ]
+    stored = server.stored
+    assert {s.rcpt for s in stored} == {"bob@example.org", "carol@example.net"}
+    # The server sees the caller's bytes, with the bare LF made CRLF and the dot intact.
+    assert all(s.mail_from == "" for s in stored)
+    assert stored[0].content.endswith(b"\r\n\r\n.leading dot\r\nsecond line\r\n")
+
+
+async def test_send_raw_to_aiosmtpd(capture: CaptureServer) -> None:
+    async with fastsmtp.Engine("127.0.0.1", capture.port, tls="none") as engine:
+        (result,) = await engine.send_raw("ann@example.com", ["bob@example.org"], RAW)
+    assert result.status == "accepted"
+    (captured,) = capture.wait_for(1)
+    assert captured.mail_from == "ann@example.com"
+    assert b".leading dot\r\nsecond line" in captured.content
+
+
+@pytest.mark.parametrize(
+    ("sender", "recipients", "data", "field"),
+    [
+        ("ann@example.com\r\nRCPT TO:<x@evil.example>", ["b@example.org"], b"x", "sender"),
+        ("ann@example.com", ["b@example.org>\r\nDATA"], b"x", "recipients"),
+        ("ann@example.com", ["b@example.org", "no-at-sign"], b"x", "recipients"),
+        ("ann@example.com", [], b"x", "recipients"),
+        ("ann@example.com", "b@example.org", b"x", "recipients"),
+        ("ann@example.com", ["b@example.org"], "text, not bytes", "data"),
+    ],
+)
+async def test_send_raw_rejects_a_bad_envelope_before_connecting(
+    sender: str, recipients: list[str], data: bytes, field: str
+) -> None:
+    async with FaultServer() as server:
+        async with fastsmtp.Engine("127.0.0.1", server.port, tls="none") as engine:
+            with pytest.raises(fastsmtp.InvalidMessage) as info:
+                await engine.send_raw(sender, recipients, data)
+        assert info.value.field == field
+        assert server.connections == 0
+
+
+async def test_connect_opens_one_connection_that_later_sends_reuse() -> None:
+    message = fastsmtp.Message(sender="a@example.com", to=["b@example.org"], text="t")
+    async with FaultServer() as server:
+        async with fastsmtp.Engine("127.0.0.1", server.port, tls="none", connections=4) as engine:
+            await engine.connect()
+            assert server.connections == 1
+            for _ in range(5):  # one at a time: the idle connection takes each
+                (result,) = await engine.send(message)
+                assert result.status == "accepted"
+            # Several at once still fit in the one connection's window.
+            results = await asyncio.gather(*(engine.send(message) for _ in range(10)))
+            assert all(r.status == "accepted" for (r,) in results)
+        assert server.connections == 1
+        assert engine.stats.connections_opened == 1
+
+
+async def test_connect_reports_setup_errors() -> None:
+    async with fastsmtp.Engine("127.0.0.1", free_port(), tls="none", timeout=2) as engine:
+        with pytest.raises(fastsmtp.SMTPConnectionError):
+            await engine.connect()
+    async with FaultServer() as server:  # it offers no STARTTLS
+        async with fastsmtp.Engine("127.0.0.1", server.port, tls="starttls") as engine:
+            with pytest.raises(fastsmtp.TLSRequiredError):
+                await engine.connect()
+
+
+async def test_a_large_batch_still_spreads_over_the_pool() -> None:
+    template = fastsmtp.Message(sender="a@example.com", subject="s", text="t")
+    async with FaultServer() as server:
+        async with fastsmtp.Engine(
+            "127.0.0.1", server.port, tls="none", connections=3, window=16
+        ) as engine:
+            report = await engine.send_batch(template, [f"u{i}@example.org" for i in range(600)])
+    assert report.accepted == 600
+    assert server.connections == 3
+
+
+async def test_cancel_pending_fails_what_is_queued_and_finishes_what_is_in_flight() -> None:
+    template = fastsmtp.Message(sender="a@example.com", subject="s", text="t")
+    results: list[fastsmtp.Result] = []
+    cancelled = 0
+    faults = Faults(slow_reply=1.0, slow_delay=0.01)  # every reply takes a while
+
+    async with FaultServer(faults, chunking=False) as server:
+        async with fastsmtp.Engine(
+            "127.0.0.1", server.port, tls="none", connections=1, window=4
+        ) as engine:
+
+            def on_result(result: fastsmtp.Result) -> None:
+                nonlocal cancelled
+                results.append(result)
+                if len(results) == 3:
+                    cancelled = engine.cancel_pending("job stopped")
+
+            recipients = [f"u{i}@example.org" for i in range(200)]
+            report = await engine.send_batch(template, recipients, on_result=on_result)
+            assert engine.cancel_pending() == 0  # nothing left
+
+    assert Counter(r.index for r in results) == Counter(range(200))
+    failed = [r for r in results if r.status == "failed"]
+    assert len(failed) == cancelled > 100
+    assert all(r.text == "job stopped" for r in failed)
+    assert report.accepted == 200 - cancelled
+    stored = server.stored_pairs()
+    assert all(stored[(r.message_id, r.recipient)] == 0 for r in failed)
+    assert all(stored[(r.message_id, r.recipient)] == 1 for r in results if r.status == "accepted")
