@@ -21,13 +21,13 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
-from typing import Self
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # for tests.peers, the test suite's server helpers
 LOCALHOST = "127.0.0.1"
+from tests.peers.sink import SmtpSink  # noqa: E402  (needs the sys.path entry above)
+
 SMTP_SOURCE = shutil.which("smtp-source") or "/usr/sbin/smtp-source"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -43,33 +43,12 @@ def process_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
-class BenchSink:
+class BenchSink(SmtpSink):
     """The test suite's ``SmtpSink`` (tests/peers/sink.py), plus its CPU time."""
 
-    def __init__(self) -> None:
-        from tests.peers.sink import SmtpSink
-
-        self.sink = SmtpSink()
-
-    def __enter__(self) -> Self:
-        self.sink.start()
-        return self
-
-    @property
-    def port(self) -> int:
-        return self.sink.port
-
     def cpu_seconds(self) -> float:
-        proc = self.sink._proc  # the one running smtp-sink process
+        proc = self._proc  # the one running smtp-sink process
         return process_cpu_seconds(proc.pid) if proc is not None else 0.0
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.sink.stop()
 
 
 # Postfix accepts each message and drops it before the queue: RCPT-stage DISCARD makes

@@ -21,12 +21,12 @@ import time
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any, Self
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
+from .lifecycle import Peer
 from .ports import LOCALHOST, free_port
 
 __all__ = ["AuthAttempt", "CaptureHandler", "CaptureServer", "CapturedMessage", "DataReply"]
@@ -149,7 +149,7 @@ class CaptureHandler:
         return reply or "250 2.0.0 OK: queued"
 
 
-class CaptureServer:
+class CaptureServer(Peer):
     """Threaded aiosmtpd capture server on ``127.0.0.1:<free port>``.
 
     Args:
@@ -277,17 +277,6 @@ class CaptureServer:
         if self.auth_users is not None:
             kwargs["authenticator"] = self._authenticator
         return _QuietController(self.handler, **kwargs)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def start(self) -> Self:
         if self._controller is not None:

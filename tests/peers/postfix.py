@@ -58,10 +58,10 @@ import time
 import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Literal, Self
 
 from .certs import TestPKI, make_test_ca
+from .lifecycle import Peer
 from .ports import LOCALHOST, free_port, port_is_listening
 
 __all__ = [
@@ -420,7 +420,7 @@ def _stop_all() -> None:
             inst.stop()
 
 
-class PostfixInstance:
+class PostfixInstance(Peer):
     """A private Postfix ``smtpd`` on ``127.0.0.1:<port>`` delivering to temp Maildirs.
 
     Args:
@@ -534,17 +534,6 @@ class PostfixInstance:
         return f"<PostfixInstance {self.host}:{self.port} tls={self.tls} auth={self.auth} {state}>"
 
     # ------------------------------------------------------------ lifecycle
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def start(self) -> Self:
         """Create the temp tree, start Dovecot (if auth) and Postfix; wait for the port."""

@@ -29,9 +29,9 @@ import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Self
 
+from .lifecycle import Peer
 from .ports import LOCALHOST, free_port, wait_for_listen
 from .postfix import claim_dir, reap_stale_once, scratch_root
 
@@ -63,7 +63,7 @@ class SmtpSourceError(RuntimeError):
     """smtp-source exited with an error."""
 
 
-class SmtpSink:
+class SmtpSink(Peer):
     """``smtp-sink`` on ``127.0.0.1:<free port>``.
 
     Args:
@@ -132,17 +132,6 @@ class SmtpSink:
             # strftime template plus smtp-sink's random suffix: one file per transaction.
             args += ["-d", f"{self.dump_dir}/%Y%m%d%H%M%S."]
         return args + self.extra_args
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def start(self) -> Self:
         if self._proc is not None:
