@@ -5,6 +5,7 @@ job killed halfway then resumed (every recipient exactly one message and one lin
 from __future__ import annotations
 
 import csv
+import dataclasses
 import email.parser
 import email.policy
 import json
@@ -335,6 +336,42 @@ def order_rows(count: int, domain: str = "example.org", tag: str = "") -> list[d
     ]
 
 
+@dataclasses.dataclass
+class RunningJob:
+    rows: list[dict[str, str]]
+    results: Path
+    args: list[Any]
+    proc: subprocess.Popen[str]
+
+    @property
+    def addresses(self) -> list[str]:
+        return [r["email"] for r in self.rows]
+
+
+def start_slow_job(
+    port: int,
+    templates: dict[str, Path],
+    tmp_path: Path,
+    *,
+    lines: int,
+    extra: Sequence[Any] = (),
+    tag: str = "",
+) -> RunningJob:
+    """Start ``fastsmtp send`` for 40 recipients at --rate 10 and return once ``lines``
+    results are written. Past the first second's burst it sends one message every 100 ms,
+    so a kill lands between messages (a message the server accepted just before a kill,
+    whose line was not yet written, would be sent twice: that is the documented window)."""
+    rows = order_rows(40, tag=tag)
+    recipients = write_csv(tmp_path / "r.csv", rows, ["email", "name", "order"])
+    results = tmp_path / "out.jsonl"
+    args = [*base_args(port, templates, recipients, results), *extra]
+    proc = subprocess.Popen(
+        send_cmd(*args, "--rate", "10"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    wait_for_lines(results, lines, proc, timeout=30)
+    return RunningJob(rows, results, args, proc)
+
+
 def assert_exactly_once(results: Path, addresses: list[str]) -> None:
     lines = results_of(results)
     assert sorted(line["index"] for line in lines) == list(range(len(addresses)))
@@ -346,23 +383,16 @@ def test_killed_job_resumes_exactly_once_aiosmtpd(
     capture_server: Factory, tmp_path: Path, templates: dict[str, Path]
 ) -> None:
     server = capture_server()
-    rows = order_rows(40)
-    recipients = write_csv(tmp_path / "r.csv", rows, ["email", "name", "order"])
-    results = tmp_path / "out.jsonl"
-    args = base_args(server.port, templates, recipients, results)
-    # --rate 10: past the first second's burst, one message every 100 ms, so the kill lands
-    # between messages (a message the server accepted just before a kill, whose line was
-    # not yet written, would be sent twice: that is the documented window).
-    proc = subprocess.Popen(send_cmd(*args, "--rate", "10"), stdout=subprocess.PIPE, text=True)
-    wait_for_lines(results, 15, proc, timeout=30)
-    proc.kill()
-    proc.communicate()
+    job = start_slow_job(server.port, templates, tmp_path, lines=15)
+    results, args = job.results, job.args
+    job.proc.kill()
+    job.proc.communicate()
     sent_before = len(results_of(results))
     assert 15 <= sent_before < 40
     resumed = run_send(*args, "--resume")
     assert resumed.returncode == 0, resumed.stderr
     assert f"skipped {sent_before} recipients" in resumed.stdout
-    addresses = [r["email"] for r in rows]
+    addresses = job.addresses
     assert_exactly_once(results, addresses)
     received = Counter(m.rcpt_tos[0] for m in server.wait_for(40))
     time.sleep(0.2)  # nothing more may arrive
@@ -374,18 +404,12 @@ def test_ctrl_c_stops_cleanly_and_resume_finishes(
     capture_server: Factory, tmp_path: Path, templates: dict[str, Path]
 ) -> None:
     server = capture_server()
-    rows = order_rows(40)
-    recipients = write_csv(tmp_path / "r.csv", rows, ["email", "name", "order"])
-    results = tmp_path / "out.jsonl"
-    args = base_args(server.port, templates, recipients, results)
-    proc = subprocess.Popen(
-        send_cmd(*args, "--rate", "10"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    wait_for_lines(results, 15, proc, timeout=30)
+    job = start_slow_job(server.port, templates, tmp_path, lines=15)
+    results, args = job.results, job.args
     started = time.monotonic()
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=30)
-    assert proc.returncode == 130, err
+    job.proc.send_signal(signal.SIGINT)
+    out, err = job.proc.communicate(timeout=30)
+    assert job.proc.returncode == 130, err
     assert time.monotonic() - started < 5  # queued ones are dropped, not waited for
     assert "Traceback" not in err
     assert "fastsmtp batch summary" in out
@@ -395,7 +419,7 @@ def test_ctrl_c_stops_cleanly_and_resume_finishes(
     assert len(server.messages) == written  # nothing was sent without its line
     resumed = run_send(*args, "--resume")
     assert resumed.returncode == 0, resumed.stderr
-    addresses = [r["email"] for r in rows]
+    addresses = job.addresses
     assert_exactly_once(results, addresses)
     assert Counter(m.rcpt_tos[0] for m in server.wait_for(40)) == dict.fromkeys(addresses, 1)
 
@@ -406,19 +430,15 @@ def test_ctrl_c_stops_cleanly_and_resume_finishes(
 def test_killed_job_resumes_exactly_once_postfix(
     postfix: PostfixInstance, pki: TestPKI, tmp_path: Path, templates: dict[str, Path]
 ) -> None:
-    rows = order_rows(40, tag="-cli-kill-")
-    recipients = write_csv(tmp_path / "r.csv", rows, ["email", "name", "order"])
-    results = tmp_path / "out.jsonl"
-    args = [*base_args(postfix.port, templates, recipients, results)]
-    args += ["--tls", "starttls", "--cafile", pki.ca_file]
-    proc = subprocess.Popen(send_cmd(*args, "--rate", "10"), stdout=subprocess.PIPE, text=True)
-    wait_for_lines(results, 15, proc, timeout=30)
-    proc.kill()
-    proc.communicate()
+    tls = ["--tls", "starttls", "--cafile", pki.ca_file]
+    job = start_slow_job(postfix.port, templates, tmp_path, lines=15, extra=tls, tag="-cli-kill-")
+    results, args = job.results, job.args
+    job.proc.kill()
+    job.proc.communicate()
     assert len(results_of(results)) < 40
     resumed = run_send(*args, "--resume")
     assert resumed.returncode == 0, resumed.stderr
-    addresses = [r["email"] for r in rows]
+    addresses = job.addresses
     assert_exactly_once(results, addresses)
     for i, address in enumerate(addresses):
         (raw,) = postfix.messages_for(address, expected=1)
@@ -434,21 +454,14 @@ def test_losing_the_server_mid_job_stops_with_one_clear_error(
     capture_server: Factory, tmp_path: Path, templates: dict[str, Path]
 ) -> None:
     server = capture_server()
-    rows = order_rows(40)
-    recipients = write_csv(tmp_path / "r.csv", rows, ["email", "name", "order"])
-    results = tmp_path / "out.jsonl"
-    args = base_args(server.port, templates, recipients, results)
-    proc = subprocess.Popen(
-        send_cmd(*args, "--rate", "10"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    wait_for_lines(results, 12, proc, timeout=30)
+    job = start_slow_job(server.port, templates, tmp_path, lines=12)
     server.stop()
-    _out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 3, err
+    _out, err = job.proc.communicate(timeout=60)
+    assert job.proc.returncode == 3, err
     assert "Traceback" not in err
     assert "fastsmtp send: error: lost the server" in err
     assert "run again with --resume" in err
-    lines = results_of(results)
+    lines = results_of(job.results)
     accepted = {line["recipient"] for line in lines if line["status"] == "accepted"}
     assert len(lines) < 40
     assert accepted == {m.rcpt_tos[0] for m in server.messages}
