@@ -9,6 +9,8 @@ if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
 fi
 . .venv/bin/activate
+# The versions CI used (a lock): pip and maturin's own pip calls both honour it.
+export PIP_CONSTRAINT="$PWD/scripts/constraints.txt"
 python -m pip install -q --upgrade pip
 python -m pip install -q "maturin>=1.7,<2"
 # Installs the runtime and dev dependencies from pyproject.toml, then builds the
