@@ -21,10 +21,12 @@ from typing import Any
 
 import pytest
 
+import fastsmtp
 from fastsmtp._send_cmd import Row, load_results, read_rows
 from tests.peers.aiosmtpd_server import CaptureServer
 from tests.peers.certs import TestPKI
 from tests.peers.postfix import PostfixInstance
+from tests.test_dkim import ed25519_pem, verifies
 
 Factory = Callable[..., CaptureServer]
 
@@ -202,6 +204,23 @@ def test_send_jsonl_with_attachment_all_accepted(
     (part,) = list(first.iter_attachments())
     assert part.get_filename() == "invoice.pdf"
     assert part.get_content() == b"%PDF-1.4 fake"  # type: ignore[attr-defined]
+
+
+def test_dkim_signs_every_message(
+    capture_server: Factory, tmp_path: Path, templates: dict[str, Path]
+) -> None:
+    server = capture_server()
+    recipients = write_csv(tmp_path / "r.csv", order_rows(5), ["email", "name", "order"])
+    key = tmp_path / "dkim.pem"
+    key.write_bytes(ed25519_pem())
+    args = base_args(server.port, templates, recipients, tmp_path / "out.jsonl")
+    missing = run_send(*args, "--dkim-key", key)
+    assert missing.returncode == 2 and "--dkim-selector" in missing.stderr
+    proc = run_send(*args, "--dkim-key", key, "--dkim-selector", "cli")
+    assert proc.returncode == 0, proc.stderr
+    signer = fastsmtp.DKIMSigner("example.com", "cli", key.read_bytes())  # d= from --from
+    messages = server.wait_for(5)
+    assert all(verifies(m.content, signer) for m in messages)
 
 
 def test_existing_results_file_needs_resume(

@@ -25,7 +25,7 @@ from fastsmtp._errors import (
     TemplateError,
     TLSRequiredError,
 )
-from fastsmtp._fastsmtp import __version__
+from fastsmtp._fastsmtp import DKIMSigner, __version__
 from fastsmtp._models import Attachment, BatchReport, Message, Recipient, Result, Status
 from fastsmtp._stats import Stats
 
@@ -33,6 +33,7 @@ __all__ = [
     "Attachment",
     "AuthenticationError",
     "BatchReport",
+    "DKIMSigner",
     "Engine",
     "FastSMTPError",
     "InvalidMessage",

@@ -10,7 +10,10 @@ from __future__ import annotations
 import dataclasses
 import socket
 import ssl
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from fastsmtp._fastsmtp import DKIMSigner
 
 TLSMode = Literal["implicit", "starttls", "opportunistic", "none"]
 TLS_MODES: tuple[TLSMode, ...] = ("implicit", "starttls", "opportunistic", "none")
@@ -47,6 +50,8 @@ class EngineConfig:
     already sent): if the connection breaks, at most this many messages are left in doubt
     and reported ``deferred`` instead of being sent twice."""
     idle_timeout: float = 30.0
+    dkim: DKIMSigner | None = None
+    """Sign every message (send, send_batch, send_raw) with this DKIM identity."""
 
     def __post_init__(self) -> None:
         if self.tls not in TLS_MODES:

@@ -17,6 +17,7 @@ __all__ = [
     "ClientConnection",
     "Closed",
     "CommandFailed",
+    "DKIMSigner",
     "Event",
     "MessageSpec",
     "Ready",
@@ -67,6 +68,49 @@ class BuiltMessage:
     def _shared_chunks(self) -> list[int]:
         """Addresses of the byte chunks this message shares with its Template (parts
         encoded once per batch); for tests."""
+
+@final
+class DKIMSigner:
+    """A DKIM signing identity, parsed once: relaxed/relaxed canonicalization, rsa-sha256
+    for an RSA key (2048-8192 bits) or ed25519-sha256 for an Ed25519 key (RFC 8463).
+
+    ``private_key`` is PEM: PKCS#8 ("PRIVATE KEY") or PKCS#1 ("RSA PRIVATE KEY").
+    ``headers`` replaces the default list of header fields to sign (From, Reply-To,
+    Subject, Date, To, Cc, Message-ID, In-Reply-To, References, MIME-Version,
+    Content-Type, Content-Transfer-Encoding, List-Id, List-Unsubscribe,
+    List-Unsubscribe-Post); each present field is signed, and over-signed once so that
+    a copy added in transit breaks the signature; From is always signed. A bad domain,
+    selector, key or header name raises InvalidMessage (field "dkim")."""
+
+    def __new__(
+        cls,
+        domain: str,
+        selector: str,
+        private_key: bytes,
+        headers: Sequence[str] | None = None,
+    ) -> DKIMSigner: ...
+    @property
+    def domain(self) -> str:
+        """The d= domain (A-label form)."""
+    @property
+    def selector(self) -> str: ...
+    @property
+    def algorithm(self) -> str:
+        """ "rsa-sha256" or "ed25519-sha256"."""
+    @property
+    def dns_record(self) -> str:
+        """The TXT record to publish at ``<selector>._domainkey.<domain>``."""
+    def sign(self, message: BuiltMessage, timestamp: int | None = None) -> BuiltMessage:
+        """A copy of ``message`` with a DKIM-Signature header in front (``t=timestamp``
+        when given). Runs with the GIL released."""
+    def sign_all(
+        self, items: list[BuiltMessage | Exception], timestamp: int | None = None
+    ) -> list[BuiltMessage | Exception]:
+        """``sign`` for each BuiltMessage of ``items`` (as Template.render returns them);
+        other items are passed through. One call, GIL released for all of it."""
+    def sign_bytes(self, data: bytes, timestamp: int | None = None) -> bytes:
+        """Raw message bytes with every line break made CRLF (as on the wire) and a
+        DKIM-Signature header in front."""
 
 def build_message(spec: MessageSpec) -> BuiltMessage:
     """Validate and assemble one message literally (no template rendering).

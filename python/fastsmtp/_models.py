@@ -13,10 +13,14 @@ from __future__ import annotations
 import email.utils
 import mimetypes
 import os
+import time
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
+
+if TYPE_CHECKING:
+    from fastsmtp._fastsmtp import DKIMSigner
 
 Status = Literal["accepted", "rejected", "deferred", "failed"]
 """accepted (2xx), rejected (5xx), deferred (4xx after retries), failed (local error)."""
@@ -134,11 +138,15 @@ class Message(msgspec.Struct, kw_only=True):
             "date": format_date(self.date),
         }
 
-    def as_bytes(self) -> bytes:
-        """The message as RFC 5322 bytes (CRLF line endings), assembled in Rust."""
+    def as_bytes(self, *, dkim: DKIMSigner | None = None) -> bytes:
+        """The message as RFC 5322 bytes (CRLF line endings), assembled in Rust; with
+        ``dkim``, a DKIM-Signature header in front."""
         from fastsmtp import _fastsmtp
 
-        return _fastsmtp.build_message(self.to_spec()).as_bytes()
+        built = _fastsmtp.build_message(self.to_spec())
+        if dkim is not None:
+            built = dkim.sign(built, int(time.time()))
+        return built.as_bytes()
 
 
 def format_date(value: datetime | str | None) -> str:

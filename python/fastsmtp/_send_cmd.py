@@ -37,6 +37,7 @@ import argparse
 import asyncio
 import csv
 import dataclasses
+import email.utils
 import getpass
 import os
 import signal
@@ -173,6 +174,13 @@ def add_parser(sub: Any) -> None:
         "--timeout", type=float, default=30.0, metavar="S", help="network timeout, s (30)"
     )
     p.add_argument(
+        "--dkim-key", type=Path, metavar="FILE", help="sign with DKIM: PEM private key"
+    )
+    p.add_argument("--dkim-selector", metavar="S", help="DKIM selector (with --dkim-key)")
+    p.add_argument(
+        "--dkim-domain", metavar="D", help="DKIM d= domain (default: the --from domain)"
+    )
+    p.add_argument(
         "--grace",
         type=float,
         default=30.0,
@@ -267,6 +275,8 @@ def _load(args: argparse.Namespace) -> JobSpec:
             options["ssl_context"] = ssl.create_default_context(cafile=str(args.cafile))
         except (OSError, ssl.SSLError) as e:
             raise UsageError(f"cannot load --cafile {args.cafile}: {e}") from None
+    if args.dkim_key is not None:
+        options["dkim"] = _dkim_signer(args)
     if args.user:
         options["username"] = args.user
         options["password"] = _password(args.user, args.host)
@@ -279,6 +289,20 @@ def _load(args: argparse.Namespace) -> JobSpec:
         engine_options=options,
         grace=args.grace,
     )
+
+
+def _dkim_signer(args: argparse.Namespace) -> core.DKIMSigner:
+    if not args.dkim_selector:
+        raise UsageError("--dkim-key needs --dkim-selector")
+    domain = args.dkim_domain or email.utils.parseaddr(args.sender)[1].rpartition("@")[2]
+    try:
+        key = args.dkim_key.read_bytes()
+    except OSError as e:
+        raise UsageError(f"cannot read --dkim-key {args.dkim_key}: {e.strerror}") from None
+    try:
+        return core.DKIMSigner(domain, args.dkim_selector, key)
+    except InvalidMessage as e:
+        raise UsageError(f"--dkim-key: {e}") from None
 
 
 def _read_text(path: Path | None) -> str | None:

@@ -103,6 +103,36 @@ impl BuiltMessage {
         v
     }
 
+    /// A copy with `prefix` (e.g. a trace or DKIM-Signature header field) in front; the
+    /// shared chunks stay shared.
+    pub fn with_prefix(&self, prefix: &[u8]) -> BuiltMessage {
+        let shift = prefix.len();
+        let mut data = Vec::with_capacity(shift + self.data.len());
+        data.extend_from_slice(prefix);
+        data.extend_from_slice(&self.data);
+        let chunks = if self.chunks.is_empty() {
+            Vec::new()
+        } else {
+            std::iter::once(Chunk::Own(0..shift))
+                .chain(self.chunks.iter().map(|c| match c {
+                    Chunk::Own(r) => Chunk::Own(r.start + shift..r.end + shift),
+                    Chunk::Shared(a) => Chunk::Shared(Arc::clone(a)),
+                }))
+                .collect()
+        };
+        BuiltMessage {
+            envelope_sender: self.envelope_sender.clone(),
+            recipients: self.recipients.clone(),
+            message_id: self.message_id.clone(),
+            smtputf8: self.smtputf8,
+            eight_bit: self.eight_bit,
+            data,
+            chunks,
+            len: self.len + shift,
+            flat: OnceLock::new(),
+        }
+    }
+
     /// The shared chunks (for tests and debugging: equal pointers across messages prove
     /// a part was encoded once).
     pub fn shared_chunks(&self) -> impl Iterator<Item = &Arc<[u8]>> {

@@ -13,12 +13,14 @@
 //! * [`builder`]: the MIME tree (text, alternative, related, mixed), boundaries, assembly.
 //! * [`message`]: [`BuiltMessage`], the assembled message as shared and owned chunks.
 //! * [`template`]: minijinja templates compiled once per batch, rendered per recipient.
+//! * [`dkim`]: DKIM signatures over the assembled bytes (relaxed/relaxed, RSA or Ed25519).
 //!
 //! The core has no clock and no I/O: the Date comes from the spec, randomness (boundaries,
 //! Message-IDs) from a per-process seed and a counter.
 
 pub mod address;
 pub mod builder;
+pub mod dkim;
 pub mod encoding;
 pub mod error;
 pub mod header;
@@ -28,6 +30,7 @@ pub mod spec;
 pub mod template;
 
 pub use builder::build_message;
+pub use dkim::DkimSigner;
 pub use error::{MimeError, MimeErrorKind};
 pub use message::BuiltMessage;
 pub use spec::{AttachmentSpec, MessageSpec};

@@ -4,6 +4,7 @@
 
 use pyo3::prelude::*;
 
+mod dkim;
 pub(crate) mod errors;
 mod mime;
 mod protocol;
@@ -12,6 +13,7 @@ mod protocol;
 fn _fastsmtp(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     mime::register(m)?;
+    dkim::register(m)?;
     protocol::register(m)?;
     Ok(())
 }
