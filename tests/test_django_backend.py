@@ -43,6 +43,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.mail import EmailMessage, EmailMultiAlternatives, get_connection
 from django.test.utils import override_settings
 
+import fastsmtp
 import fastsmtp.django
 from fastsmtp import Message, Result
 from fastsmtp._django_convert import RawMessage, convert
@@ -51,6 +52,7 @@ from tests.peers.aiosmtpd_server import CapturedMessage, CaptureServer
 from tests.peers.certs import TestPKI
 from tests.peers.ports import free_port
 from tests.peers.postfix import PostfixInstance
+from tests.test_dkim import ed25519_pem, verifies
 
 Factory = Callable[..., CaptureServer]
 MessageFactory = Callable[[], EmailMessage]
@@ -492,6 +494,17 @@ def test_no_plaintext_credentials_unless_allowed(capture_server: Factory) -> Non
     allowed = get_connection(**creds, allow_plaintext_auth=True)
     assert allowed.send_messages([EmailMessage("y", "b", None, ["a@example.org"])]) == 1
     assert server.wait_for(1)[0].auth_login == "web"
+
+
+def test_dkim_from_the_fastsmtp_setting(capture_server: Factory) -> None:
+    server = capture_server()
+    signer = fastsmtp.DKIMSigner("example.com", "web", ed25519_pem())
+    with override_settings(EMAIL_PORT=server.port, FASTSMTP={"dkim": signer}):
+        assert mail.send_mail("signed", "body", "ann@example.com", ["a@example.org"]) == 1
+        fallback = EmailMessage("signed raw", "body", "ann@example.com", ["b@example.org"])
+        fallback.encoding = "iso-8859-1"  # not representable: Django's bytes, signed too
+        assert get_connection().send_messages([fallback]) == 1
+    assert all(verifies(m.content, signer) for m in server.wait_for(2))
 
 
 # -- batch mode (django-anymail conventions) -------------------------------------------------

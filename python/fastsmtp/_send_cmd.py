@@ -173,13 +173,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument(
         "--timeout", type=float, default=30.0, metavar="S", help="network timeout, s (30)"
     )
-    p.add_argument(
-        "--dkim-key", type=Path, metavar="FILE", help="sign with DKIM: PEM private key"
-    )
+    p.add_argument("--dkim-key", type=Path, metavar="FILE", help="sign with DKIM: PEM private key")
     p.add_argument("--dkim-selector", metavar="S", help="DKIM selector (with --dkim-key)")
-    p.add_argument(
-        "--dkim-domain", metavar="D", help="DKIM d= domain (default: the --from domain)"
-    )
+    p.add_argument("--dkim-domain", metavar="D", help="DKIM d= domain (default: the --from domain)")
     p.add_argument(
         "--grace",
         type=float,

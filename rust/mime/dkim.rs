@@ -103,7 +103,9 @@ impl DkimSigner {
         };
         for name in &names {
             let ok = !name.is_empty()
-                && name.bytes().all(|b| b.is_ascii_graphic() && b != b':' && b != b';');
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_graphic() && b != b':' && b != b';');
             if !ok {
                 return Err(invalid(format!("{name:?} is not a header field name")));
             }
