@@ -67,6 +67,10 @@ class FaultServer:
         self.greet = greet
         """False: accept connections and never say anything (timeout tests)."""
         self.connections = 0
+        self.commands: Counter[str] = Counter()
+        """Commands received, by verb."""
+        self._live: set[int] = set()
+        self._muted: set[int] = set()
         self.stored: list[Stored] = []
         self.events: Counter[str] = Counter()
         self.port = 0
@@ -93,6 +97,11 @@ class FaultServer:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+
+    def mute_open_connections(self) -> None:
+        """The connections open now keep reading but never answer again (a peer that
+        vanished without closing); new connections behave."""
+        self._muted |= self._live
 
     def stored_pairs(self) -> Counter[tuple[str, str]]:
         """How many times each (message_id, recipient) was stored."""
@@ -126,6 +135,16 @@ class FaultServer:
 
     async def _converse(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
+        number = self.connections
+        self._live.add(number)
+        try:
+            await self._converse_as(number, reader, writer)
+        finally:
+            self._live.discard(number)
+
+    async def _converse_as(
+        self, number: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         if not self.greet:
             await reader.read()  # wait for the client to give up
             return
@@ -144,6 +163,9 @@ class FaultServer:
             line = await reader.readuntil(b"\r\n")
             verb, _, arg = line[:-2].decode("utf-8", "replace").partition(" ")
             verb = verb.upper()
+            self.commands[verb] += 1
+            if number in self._muted:
+                continue
             if verb in ("EHLO", "HELO"):
                 caps = ["250-fault.test", "250-SIZE 0", "250-8BITMIME", "250-ENHANCEDSTATUSCODES"]
                 if self.pipelining:

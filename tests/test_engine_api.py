@@ -145,3 +145,47 @@ async def test_cancel_pending_fails_what_is_queued_and_finishes_what_is_in_fligh
     stored = server.stored_pairs()
     assert all(stored[(r.message_id, r.recipient)] == 0 for r in failed)
     assert all(stored[(r.message_id, r.recipient)] == 1 for r in results if r.status == "accepted")
+
+
+async def test_an_idle_connection_is_checked_with_noop_before_reuse() -> None:
+    message = fastsmtp.Message(sender="a@example.com", to=["b@example.org"], text="t")
+    async with FaultServer() as server:
+        async with fastsmtp.Engine(
+            "127.0.0.1", server.port, tls="none", health_check_after=0.05
+        ) as engine:
+            await engine.send(message)
+            await engine.send(message)  # straight away: no check
+            assert server.commands["NOOP"] == 0
+            await asyncio.sleep(0.1)
+            (result,) = await engine.send(message)
+        assert result.status == "accepted"
+        assert server.commands["NOOP"] == 1
+        assert server.connections == 1
+
+
+@pytest.mark.parametrize("chunking", [True, False], ids=["bdat", "data"])
+async def test_a_connection_that_went_silent_is_replaced_before_any_message_is_written(
+    chunking: bool,
+) -> None:
+    """Without the check, a BDAT LAST written to a dead connection would leave the message
+    in doubt (reported deferred, not re-sent); with it, nothing is written there."""
+    message = fastsmtp.Message(sender="a@example.com", to=["b@example.org"], text="t")
+    async with FaultServer(chunking=chunking) as server:
+        async with fastsmtp.Engine(
+            "127.0.0.1",
+            server.port,
+            tls="none",
+            health_check_after=0.05,
+            reply_timeout=0.3,
+        ) as engine:
+            await engine.send(message)
+            server.mute_open_connections()
+            await asyncio.sleep(0.1)
+            mails_before = server.commands["MAIL"]
+            results = await asyncio.gather(*(engine.send(message) for _ in range(5)))
+        assert [r.status for (r,) in results] == ["accepted"] * 5
+        assert all(r.attempts == 1 for (r,) in results)
+        assert engine.stats.health_check_failures == 1
+        assert server.connections == 2
+        assert server.commands["MAIL"] == mails_before + 5  # none went to the silent one
+        assert sorted(server.stored_pairs().values()) == [1] * 6

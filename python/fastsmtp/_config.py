@@ -50,6 +50,10 @@ class EngineConfig:
     already sent): if the connection breaks, at most this many messages are left in doubt
     and reported ``deferred`` instead of being sent twice."""
     idle_timeout: float = 30.0
+    health_check_after: float | None = 5.0
+    """A connection unused for longer is checked with NOOP before it gets work again, so a
+    connection the server or a middlebox dropped is found before any message is written
+    to it (None: never check)."""
     dkim: DKIMSigner | None = None
     """Sign every message (send, send_batch, send_raw) with this DKIM identity."""
 

@@ -45,6 +45,7 @@ _HANDSHAKE_EVENTS = (
     core.AuthSucceeded,
     core.AuthFailed,
     core.CommandFailed,
+    core.NoopReplied,
 )
 
 
@@ -355,6 +356,24 @@ class Connection(asyncio.Protocol):
         """Wait until no transaction awaits replies (or the connection is closed); the
         watchdog bounds the wait by aborting a connection whose replies stop coming."""
         await self._nothing_in_flight.wait()
+
+    def idle_for(self) -> float:
+        """Seconds since the last byte from the server, when nothing is in flight."""
+        return 0.0 if self.jobs else self._loop.time() - self._last_activity
+
+    async def check_alive(self) -> bool:
+        """NOOP and wait for its reply: False (and the connection closed) when it does not
+        come or is not 2xx."""
+        try:
+            self.core.noop()
+            noop = await self._expect(core.NoopReplied, self.config.reply_timeout_s, "NOOP")
+        except (FastSMTPError, ConnectionError):
+            self.abort("no reply to NOOP")
+            return False
+        if noop.reply.code >= 400:
+            self.abort(f"NOOP refused: {noop.reply.code} {noop.reply.text}")
+            return False
+        return True
 
     def room(self) -> int:
         """How many more transactions the window takes now (by count and bytes, roughly)."""

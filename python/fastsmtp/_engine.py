@@ -97,6 +97,7 @@ class Engine:
         window_bytes: int = 8 * 1024 * 1024,
         data_window: int = 32,
         idle_timeout: float = 30.0,
+        health_check_after: float | None = 5.0,
         dkim: core.DKIMSigner | None = None,
     ) -> None:
         self.config = EngineConfig(
@@ -124,6 +125,7 @@ class Engine:
             window_bytes=window_bytes,
             data_window=data_window,
             idle_timeout=idle_timeout,
+            health_check_after=health_check_after,
             dkim=dkim,
         )
         self.stats = Stats()

@@ -20,6 +20,7 @@ __all__ = [
     "DKIMSigner",
     "Event",
     "MessageSpec",
+    "NoopReplied",
     "Ready",
     "Reply",
     "StartTlsReady",
@@ -250,6 +251,13 @@ class AuthFailed:
     def reply(self) -> Reply: ...
 
 @final
+class NoopReplied:
+    """The reply to ``ClientConnection.noop()``: the connection is alive."""
+
+    @property
+    def reply(self) -> Reply: ...
+
+@final
 class CommandFailed:
     """The greeting, EHLO/HELO or STARTTLS was refused: the connection is unusable.
     ``command`` is "greeting", "ehlo", "helo" or "starttls"."""
@@ -323,6 +331,7 @@ Event = (
     | AuthSucceeded
     | AuthFailed
     | CommandFailed
+    | NoopReplied
     | TransactionResult
     | TransactionAborted
     | Closed
@@ -381,6 +390,9 @@ class ClientConnection:
         InvalidMessage if it exceeds the server's SIZE or an address holds a space, "<",
         ">" or a control character (``field`` names it). Only after Ready. ``txn_id`` is
         any int in 0..2**64; a BuiltMessage's bytes are written from it without a copy."""
+    def noop(self) -> None:
+        """Queue NOOP (only when ready and idle): a health check for a connection that sat
+        unused; answered by NoopReplied. Transactions submitted meanwhile follow it."""
     def quit(self) -> None:
         """Queue QUIT after everything already queued."""
     @property

@@ -271,6 +271,12 @@ class Pool:
                 return
             if not self.queue:
                 continue
+            check_after = config.health_check_after
+            if check_after is not None and conn.idle_for() > check_after:
+                if not await conn.check_alive():
+                    self.stats.health_check_failures += 1
+                    return  # the jobs stay queued: this worker or another reconnects
+                continue
             await conn.wait_capacity()
             if conn.closed:
                 return

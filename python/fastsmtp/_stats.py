@@ -10,6 +10,8 @@ class Stats(msgspec.Struct, kw_only=True):
 
     connections_opened: int = 0
     connection_failures: int = 0
+    health_check_failures: int = 0
+    """Idle connections that did not answer NOOP before reuse (replaced, nothing lost)."""
     messages_submitted: int = 0
     """Transactions handed to a server (retries included)."""
     accepted: int = 0

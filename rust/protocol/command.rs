@@ -165,6 +165,11 @@ pub fn rset(out: &mut Vec<u8>) {
     out.extend_from_slice(b"RSET\r\n");
 }
 
+/// `NOOP`
+pub fn noop(out: &mut Vec<u8>) {
+    out.extend_from_slice(b"NOOP\r\n");
+}
+
 /// `QUIT`
 pub fn quit(out: &mut Vec<u8>) {
     out.extend_from_slice(b"QUIT\r\n");
@@ -290,6 +295,7 @@ mod tests {
             (Box::new(|o| bdat_last(o, 4)), b"BDAT 4 LAST\r\n"),
             (Box::new(|o| bdat_last(o, 0)), b"BDAT 0 LAST\r\n"),
             (Box::new(rset), b"RSET\r\n"),
+            (Box::new(noop), b"NOOP\r\n"),
             (Box::new(quit), b"QUIT\r\n"),
             (Box::new(starttls), b"STARTTLS\r\n"),
             (

@@ -263,6 +263,8 @@ pub enum Event {
         /// The 421, when that is why.
         reply: Option<Reply>,
     },
+    /// The reply to NOOP (the connection is alive).
+    NoopReplied(Reply),
     /// The connection is over; sent last.
     Closed {
         /// Why (see the `REASON_*` constants).
@@ -299,6 +301,8 @@ pub enum Kind {
     Bdat,
     /// RSET.
     Rset,
+    /// NOOP.
+    Noop,
     /// QUIT.
     Quit,
 }
@@ -558,6 +562,19 @@ impl ClientConnection {
         Ok(())
     }
 
+    /// Queue NOOP (only when ready and idle): a health check for a connection that sat
+    /// unused, answered by [`Event::NoopReplied`]. Transactions submitted meanwhile are
+    /// written after it.
+    pub fn noop(&mut self) -> Result<()> {
+        self.check_live()?;
+        if self.state != State::Ready || !self.idle() || self.quit_requested {
+            return Err(Error::local("noop() needs a ready, idle connection"));
+        }
+        command::noop(&mut self.out);
+        self.expected.push_back(Expect::session(Kind::Noop));
+        Ok(())
+    }
+
     /// The transport is TLS now: forget the capabilities, send EHLO again.
     pub fn tls_established(&mut self) -> Result<()> {
         self.check_live()?;
@@ -751,6 +768,10 @@ impl ClientConnection {
                 self.txn_reply(exp, reply, events)
             }
             Kind::Rset => self.pump(),
+            Kind::Noop => {
+                events.push(Event::NoopReplied(reply));
+                self.pump();
+            }
             Kind::Quit => self.end(REASON_QUIT.into(), Some(reply), None, events),
         }
     }

@@ -766,3 +766,40 @@ fn quit_waits_for_queued_work_in_lockstep() {
         Send(b"EHLO client.example\r\nQUIT\r\n"),
     ]);
 }
+
+#[test]
+fn noop_checks_an_idle_connection_and_transactions_follow_it() {
+    run(&with(
+        session(EHLO_PLAIN),
+        vec![
+            call(|c| c.noop().unwrap()),
+            // Lock-step: the transaction waits for the NOOP's reply.
+            submit(1, "a@x.org", &["b@x.org"], b"1\r\n"),
+            Send(b"NOOP\r\n"),
+            call(|c| assert!(matches!(c.noop(), Err(Error::Local(_))))), // not idle now
+            Recv(
+                b"250 2.0.0 Ok\r\n",
+                vec![Event::NoopReplied(r("250 2.0.0 Ok\r\n"))],
+            ),
+            Send(b"MAIL FROM:<a@x.org>\r\n"),
+        ],
+    ));
+    run(&with(
+        session(EHLO_CHUNKING),
+        vec![
+            call(|c| c.noop().unwrap()),
+            submit(1, "a@x.org", &["b@x.org"], b"1\r\n"),
+            // Pipelined: written right behind it.
+            Send(
+                b"NOOP\r\nMAIL FROM:<a@x.org> SIZE=3\r\nRCPT TO:<b@x.org>\r\nBDAT 3 LAST\r\n1\r\n",
+            ),
+            Recv(
+                b"421 4.4.2 closing\r\n",
+                vec![
+                    aborted(1, true, "421", Some("421 4.4.2 closing\r\n")),
+                    closed("421", Some("421 4.4.2 closing\r\n")),
+                ],
+            ),
+        ],
+    ));
+}

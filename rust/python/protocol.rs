@@ -226,6 +226,21 @@ impl PyAuthFailed {
     }
 }
 
+/// The reply to NOOP.
+#[pyclass(frozen, module = "fastsmtp._fastsmtp", name = "NoopReplied")]
+pub struct PyNoopReplied(Reply);
+
+#[pymethods]
+impl PyNoopReplied {
+    #[getter]
+    fn reply(&self) -> PyReply {
+        reply(&self.0)
+    }
+    fn __repr__(&self) -> String {
+        format!("NoopReplied({:?})", self.0.to_string())
+    }
+}
+
 /// The greeting, EHLO/HELO or STARTTLS was refused.
 #[pyclass(frozen, module = "fastsmtp._fastsmtp", name = "CommandFailed")]
 pub struct PyCommandFailed {
@@ -381,6 +396,7 @@ fn event_to_py(py: Python<'_>, event: Event) -> PyResult<Py<PyAny>> {
         Event::StartTlsReady => Py::new(py, PyStartTlsReady)?.into_any(),
         Event::AuthSucceeded(r) => Py::new(py, PyAuthSucceeded(r))?.into_any(),
         Event::AuthFailed(r) => Py::new(py, PyAuthFailed(r))?.into_any(),
+        Event::NoopReplied(r) => Py::new(py, PyNoopReplied(r))?.into_any(),
         Event::CommandFailed { command, reply } => {
             Py::new(py, PyCommandFailed { command, reply })?.into_any()
         }
@@ -521,6 +537,10 @@ impl PyClientConnection {
         self.0.submit(txn_id, tx).map_err(|e| to_py(py, e))
     }
 
+    fn noop(&mut self, py: Python<'_>) -> PyResult<()> {
+        self.0.noop().map_err(|e| to_py(py, e))
+    }
+
     fn quit(&mut self, py: Python<'_>) -> PyResult<()> {
         self.0.quit().map_err(|e| to_py(py, e))
     }
@@ -614,6 +634,7 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyStartTlsReady>()?;
     m.add_class::<PyAuthSucceeded>()?;
     m.add_class::<PyAuthFailed>()?;
+    m.add_class::<PyNoopReplied>()?;
     m.add_class::<PyCommandFailed>()?;
     m.add_class::<PyTransactionResult>()?;
     m.add_class::<PyTransactionAborted>()?;
