@@ -45,7 +45,7 @@ class EngineConfig:
     """Transactions in flight per connection (count)."""
     window_bytes: int = 8 * 1024 * 1024
     """Message octets in flight per connection."""
-    data_window: int = 32
+    data_window: int = 64
     """With CHUNKING, the transactions in flight per connection (each one's BDAT LAST is
     already sent): if the connection breaks, at most this many messages are left in doubt
     and reported ``deferred`` instead of being sent twice."""

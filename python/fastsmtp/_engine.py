@@ -95,7 +95,7 @@ class Engine:
         local_hostname: str | None = None,
         window: int = 256,
         window_bytes: int = 8 * 1024 * 1024,
-        data_window: int = 32,
+        data_window: int = 64,
         idle_timeout: float = 30.0,
         health_check_after: float | None = 5.0,
         dkim: core.DKIMSigner | None = None,
