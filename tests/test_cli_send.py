@@ -419,14 +419,15 @@ def test_killed_job_resumes_exactly_once_aiosmtpd(
     assert received == dict.fromkeys(addresses, 1)
 
 
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_ctrl_c_stops_cleanly_and_resume_finishes(
-    capture_server: Factory, tmp_path: Path, templates: dict[str, Path]
+    signum: int, capture_server: Factory, tmp_path: Path, templates: dict[str, Path]
 ) -> None:
     server = capture_server()
     job = start_slow_job(server.port, templates, tmp_path, lines=15)
     results, args = job.results, job.args
     started = time.monotonic()
-    job.proc.send_signal(signal.SIGINT)
+    job.proc.send_signal(signum)
     out, err = job.proc.communicate(timeout=30)
     assert job.proc.returncode == 130, err
     assert time.monotonic() - started < 5  # queued ones are dropped, not waited for

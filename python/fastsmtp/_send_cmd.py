@@ -84,6 +84,9 @@ INTERRUPTED = "not sent: the job was interrupted before this message reached the
 Format = Literal["csv", "jsonl"]
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
 class UsageError(Exception):
     """A problem with the command line or the input files: one line, exit 2."""
 
@@ -104,7 +107,7 @@ def add_parser(sub: Any) -> None:
         epilog=(
             "exit status: 0 all accepted, 1 some rejected/deferred/failed, 2 bad usage or "
             "input, 3 cannot connect or authenticate (or the server was lost), 130 "
-            "interrupted (re-run with --resume)"
+            "interrupted by Ctrl-C or SIGTERM (re-run with --resume)"
         ),
     )
     p.add_argument("--host", required=True, metavar="H", help="SMTP server")
@@ -534,7 +537,9 @@ class SendJob:
 
     async def _run(self, engine: Engine, total: int) -> int:
         loop = asyncio.get_running_loop()
-        loop.add_signal_handler(signal.SIGINT, self._on_sigint)
+        # SIGTERM (a container or service manager stopping the job) stops it as Ctrl-C does.
+        for signum in STOP_SIGNALS:
+            loop.add_signal_handler(signum, self._on_sigint)
         progress = Progress(
             TextColumn("[bold]sending"),
             BarColumn(),
@@ -577,7 +582,8 @@ class SendJob:
                 # Gave up waiting for in-flight messages: they get no line (resume resends).
                 self.not_sent += len(self.pending)
         finally:
-            loop.remove_signal_handler(signal.SIGINT)
+            for signum in STOP_SIGNALS:
+                loop.remove_signal_handler(signum)
         self.report.elapsed = time.perf_counter() - started
         self._summary()
         if not batch.done():
