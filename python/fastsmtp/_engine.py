@@ -165,8 +165,11 @@ class Engine:
         if self._drained is not None and self._outstanding:
             self._drained.clear()
 
-    def _count(self, result: Result) -> None:
-        _bump(self.stats, result.status)
+    def _count(self, status: str) -> None:
+        if status == "accepted":  # the common case, without a call
+            self.stats.accepted += 1
+        else:
+            _bump(self.stats, status)
         self._outstanding -= 1
         if self._outstanding == 0 and self._drained is not None:
             self._drained.set()
@@ -239,7 +242,7 @@ class Engine:
 
         def done(result: Result) -> None:
             nonlocal remaining
-            self._count(result)
+            self._count(result.status)
             results[result.index] = result
             remaining -= 1
             if remaining == 0 and not done_future.done():
@@ -285,6 +288,7 @@ class Engine:
         limit = max_queued or max(4 * chunk_size, self.config.connections * self.config.window)
         room = asyncio.Event()
         room.set()
+        room_wanted = False  # the producer waits for room (no room.is_set() per result)
 
         def callback_failed(exc: BaseException) -> None:
             report.callback_errors += 1
@@ -297,10 +301,14 @@ class Engine:
                 callback_failed(task.exception())  # type: ignore[arg-type]
 
         def done(result: Result) -> None:
-            nonlocal outstanding
-            self._count(result)
+            nonlocal outstanding, room_wanted
+            status = result.status
+            self._count(status)
             report.total += 1
-            _bump(report, result.status)
+            if status == "accepted":
+                report.accepted += 1
+            else:
+                _bump(report, status)
             outstanding -= 1
             if on_result is not None:
                 try:
@@ -313,7 +321,8 @@ class Engine:
                     callback_failed(exc)
             if outstanding == 0:
                 all_done.set()
-            if not room.is_set() and outstanding < limit:
+            if room_wanted and outstanding < limit:
+                room_wanted = False
                 room.set()
 
         def fail(index: int, address: str, error: Exception) -> None:
@@ -355,6 +364,7 @@ class Engine:
                 pool.put_many(jobs)
             if outstanding >= limit:
                 room.clear()
+                room_wanted = True
                 await room.wait()
         await all_done.wait()
         if callbacks:

@@ -141,8 +141,26 @@ def settle(job: Job, outcome: TransactionResult, can_retry: bool) -> Job | None:
     A recipient is ``accepted`` only when its RCPT and the end of data were both answered
     2xx: that is the one proof that the server took the message for it.
     """
-    mail = outcome.mail_reply
     data = outcome.data_reply
+    if outcome.all_positive and data is not None:
+        # The common case: every recipient accepted, as the end of data said.
+        code, enhanced, text = data.code, data.enhanced_code, data.text
+        message_id, attempts, done = job.message.message_id, job.attempts, job.done
+        for recipient, index in zip(job.recipients, job.indexes, strict=True):
+            done(
+                Result(
+                    recipient=recipient,
+                    status="accepted",
+                    code=code,
+                    enhanced_code=enhanced,
+                    text=text,
+                    message_id=message_id,
+                    index=index,
+                    attempts=attempts,
+                )
+            )
+        return None
+    mail = outcome.mail_reply
     rcpts = outcome.rcpt_replies
     retry: list[int] = []
     for i in range(len(job.recipients)):

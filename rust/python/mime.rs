@@ -52,8 +52,8 @@ impl PyBuiltMessage {
     }
 
     #[getter]
-    fn recipients(&self) -> Vec<String> {
-        self.inner.recipients().to_vec()
+    fn recipients<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        PyList::new(py, self.inner.recipients())
     }
 
     #[getter]

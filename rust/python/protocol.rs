@@ -16,7 +16,7 @@ use pyo3::types::{PyBytes, PyList};
 use super::errors::new_error;
 use super::mime::PyBuiltMessage;
 use crate::protocol::connection::{Body, ClientConnection, Event, MessageBytes, Transaction};
-use crate::protocol::reply::{self, Reply, DEFAULT_MAX_REPLY_BYTES};
+use crate::protocol::reply::{self, EnhancedCode, Reply, DEFAULT_MAX_REPLY_BYTES};
 use crate::protocol::{dotstuff, Capabilities, Error};
 
 /// Map a core error to its `fastsmtp._errors` exception.
@@ -46,7 +46,7 @@ impl PyReply {
     }
     #[getter]
     fn enhanced_code(&self) -> Option<String> {
-        self.0.enhanced.map(|e| e.to_string())
+        self.0.enhanced.map(enhanced_string)
     }
     #[getter]
     fn text(&self) -> &str {
@@ -84,6 +84,28 @@ impl PyReply {
     fn __str__(&self) -> String {
         self.0.to_string()
     }
+}
+
+/// `class.subject.detail` without the formatting machinery (read once per recipient).
+fn enhanced_string(e: EnhancedCode) -> String {
+    let mut s = String::with_capacity(11);
+    for (i, n) in [u16::from(e.class), e.subject, e.detail]
+        .into_iter()
+        .enumerate()
+    {
+        if i > 0 {
+            s.push('.');
+        }
+        // at most three digits (RFC 3463 2)
+        if n >= 100 {
+            s.push(char::from(b'0' + (n / 100 % 10) as u8));
+        }
+        if n >= 10 {
+            s.push(char::from(b'0' + (n / 10 % 10) as u8));
+        }
+        s.push(char::from(b'0' + (n % 10) as u8));
+    }
+    s
 }
 
 fn reply(r: &Reply) -> PyReply {
@@ -281,6 +303,17 @@ impl PyTransactionResult {
     #[getter]
     fn data_reply(&self) -> Option<PyReply> {
         self.data_reply.as_ref().map(reply)
+    }
+    /// MAIL, every RCPT and the end of data answered 2xx or 3xx (the common case, which
+    /// then needs only `data_reply`).
+    #[getter]
+    fn all_positive(&self) -> bool {
+        self.mail_reply.is_positive()
+            && self.data_reply.as_ref().is_some_and(Reply::is_positive)
+            && self
+                .rcpt_replies
+                .iter()
+                .all(|r| r.as_ref().is_some_and(Reply::is_positive))
     }
     fn __repr__(&self) -> String {
         let rcpts: Vec<String> = self
@@ -573,13 +606,14 @@ impl MessageBytes for MessageBody {
     }
 }
 
-/// A transaction from a `BuiltMessage`.
+/// A transaction from a `BuiltMessage` (the raw path, `Transaction::from_raw`, normalizes).
 fn transaction_from_message(message: &Bound<'_, PyAny>) -> PyResult<Transaction> {
     let py = message.py();
     let built = message.cast::<PyBuiltMessage>()?;
     let m = &built.get().inner;
     let body = Body::from_source(Arc::new(MessageBody(built.clone().unbind())));
-    Transaction::new(
+    // The builder writes CRLF line ends only (its tests check every shape): no rescan.
+    Transaction::from_wire_form(
         m.envelope_sender(),
         m.recipients(),
         body,
