@@ -104,7 +104,7 @@ class Connection(asyncio.Protocol):
         self._touch()
 
     def data_received(self, data: bytes) -> None:
-        self._touch()
+        self._last_activity = self._loop.time()  # _touch(), inlined: once per read
         self._handle(self.core.receive_data(data))
 
     def eof_received(self) -> bool | None:
@@ -138,7 +138,12 @@ class Connection(asyncio.Protocol):
                 self.on_settled(self, job, event)
                 if not self.jobs:
                     self._nothing_in_flight.set()
-                if self._capacity_cleared and self._below_low_water():
+                # len(self.jobs) is the core's in_flight, without a call per event
+                if (
+                    self._capacity_cleared
+                    and len(self.jobs) <= self.window // 2
+                    and self._below_low_water()
+                ):
                     self._capacity_cleared = False
                     self._capacity.set()
             elif isinstance(event, core.Closed):

@@ -174,6 +174,12 @@ class Engine:
         if self._outstanding == 0 and self._drained is not None:
             self._drained.set()
 
+    def _count_accepted(self, n: int) -> None:
+        self.stats.accepted += n
+        self._outstanding -= n
+        if self._outstanding == 0 and self._drained is not None:
+            self._drained.set()
+
     # -- sending ------------------------------------------------------------------------
 
     async def connect(self) -> None:
@@ -300,8 +306,17 @@ class Engine:
             if not task.cancelled() and task.exception() is not None:
                 callback_failed(task.exception())  # type: ignore[arg-type]
 
-        def done(result: Result) -> None:
+        def counted(n: int) -> None:
+            """Bookkeeping once ``n`` more recipients have their final result."""
             nonlocal outstanding, room_wanted
+            outstanding -= n
+            if outstanding == 0:
+                all_done.set()
+            if room_wanted and outstanding < limit:
+                room_wanted = False
+                room.set()
+
+        def done(result: Result) -> None:
             status = result.status
             self._count(status)
             report.total += 1
@@ -309,7 +324,6 @@ class Engine:
                 report.accepted += 1
             else:
                 _bump(report, status)
-            outstanding -= 1
             if on_result is not None:
                 try:
                     maybe = on_result(result)
@@ -319,11 +333,16 @@ class Engine:
                         task.add_done_callback(callback_finished)
                 except Exception as exc:
                     callback_failed(exc)
-            if outstanding == 0:
-                all_done.set()
-            if room_wanted and outstanding < limit:
-                room_wanted = False
-                room.set()
+            counted(1)
+
+        def accepted(n: int) -> None:
+            # Without on_result nobody reads a Result: accepted recipients are only counted.
+            self._count_accepted(n)
+            report.total += n
+            report.accepted += n
+            counted(n)
+
+        on_accepted = accepted if on_result is None else None
 
         def fail(index: int, address: str, error: Exception) -> None:
             nonlocal outstanding
@@ -355,7 +374,9 @@ class Engine:
                     fail(index, address, built)
                 else:
                     # .recipients makes a new list on each access: no copy needed.
-                    jobs.append(Job(built, built.recipients, [index], done))
+                    jobs.append(
+                        Job(built, built.recipients, [index], done, on_accepted=on_accepted)
+                    )
                 index += 1
             if jobs:
                 outstanding += len(jobs)

@@ -62,7 +62,9 @@ class Job:
     """One message and the recipients it still has to reach.
 
     ``indexes[i]`` is the batch index reported for ``recipients[i]``. ``done`` is called once
-    per recipient with its final Result; a job finishes when every recipient has one.
+    per recipient with its final Result; a job finishes when every recipient has one. When
+    every recipient is accepted and ``on_accepted`` is set, it is called once with their
+    number instead (no Result objects: for callers that only count).
     """
 
     __slots__ = (
@@ -71,6 +73,7 @@ class Job:
         "explicit_envelope",
         "indexes",
         "message",
+        "on_accepted",
         "recipients",
         "size",
     )
@@ -83,6 +86,7 @@ class Job:
         done: Callable[[Result], None],
         attempts: int = 0,
         explicit_envelope: bool = False,
+        on_accepted: Callable[[int], None] | None = None,
     ) -> None:
         self.message = message
         self.recipients = recipients
@@ -93,6 +97,7 @@ class Job:
         # a retry for some of its recipients only, or a RawBody.
         self.explicit_envelope = explicit_envelope or isinstance(message, RawBody)
         self.size = len(message)
+        self.on_accepted = on_accepted
 
     def result(
         self,
@@ -130,6 +135,7 @@ class Job:
             self.done,
             self.attempts,
             explicit_envelope=True,
+            on_accepted=self.on_accepted,
         )
 
 
@@ -144,6 +150,9 @@ def settle(job: Job, outcome: TransactionResult, can_retry: bool) -> Job | None:
     data = outcome.data_reply
     if outcome.all_positive and data is not None:
         # The common case: every recipient accepted, as the end of data said.
+        if job.on_accepted is not None:
+            job.on_accepted(len(job.recipients))
+            return None
         code, enhanced, text = data.code, data.enhanced_code, data.text
         message_id, attempts, done = job.message.message_id, job.attempts, job.done
         for recipient, index in zip(job.recipients, job.indexes, strict=True):

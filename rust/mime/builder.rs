@@ -262,6 +262,12 @@ pub struct Prepared {
 }
 
 impl Prepared {
+    /// True when the layout has multiparts, whose boundaries must be checked against the
+    /// 7bit parts (see [`EncodedPart::marker`]).
+    pub fn has_boundaries(&self) -> bool {
+        self.multiparts > 0
+    }
+
     /// Validate everything but subject, bodies and extra headers (which may be templates).
     pub fn new(spec: &MessageSpec) -> Result<Prepared> {
         if spec.sender.trim().is_empty() {

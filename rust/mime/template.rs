@@ -516,7 +516,7 @@ impl Template {
                     }
                 }
                 let marker = if let Some(start) = direct {
-                    has_marker(&buf[start..])
+                    self.prep.has_boundaries() && has_marker(&buf[start..])
                 } else {
                     buf.clear();
                     let body = &self.render_text(name, segs, ctx)?;
