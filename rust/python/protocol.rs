@@ -116,66 +116,63 @@ fn reply(r: &Reply) -> PyReply {
 #[pyclass(frozen, module = "fastsmtp._fastsmtp", name = "Capabilities")]
 pub struct PyCapabilities(Capabilities);
 
-#[pymethods]
-impl PyCapabilities {
-    #[getter]
-    fn pipelining(&self) -> bool {
-        self.0.pipelining
-    }
-    #[getter]
-    fn chunking(&self) -> bool {
-        self.0.chunking
-    }
-    #[getter]
-    fn size(&self) -> Option<u64> {
-        self.0.size
-    }
-    #[getter]
-    fn eight_bit_mime(&self) -> bool {
-        self.0.eight_bit_mime
-    }
-    #[getter]
-    fn smtputf8(&self) -> bool {
-        self.0.smtputf8
-    }
-    #[getter]
-    fn starttls(&self) -> bool {
-        self.0.starttls
-    }
-    #[getter]
-    fn auth(&self) -> Vec<String> {
-        self.0.auth.clone()
-    }
-    #[getter]
-    fn enhanced_status_codes(&self) -> bool {
-        self.0.enhanced_status_codes
-    }
-    #[getter]
-    fn dsn(&self) -> bool {
-        self.0.dsn
-    }
-    #[getter]
-    fn esmtp(&self) -> bool {
-        self.0.esmtp
-    }
-    fn __repr__(&self) -> String {
-        let c = &self.0;
-        format!(
-            "Capabilities(pipelining={}, chunking={}, size={}, eight_bit_mime={}, smtputf8={}, \
-             starttls={}, auth={:?}, enhanced_status_codes={}, dsn={}, esmtp={})",
-            py_bool(c.pipelining),
-            py_bool(c.chunking),
-            c.size.map_or("None".into(), |s| s.to_string()),
-            py_bool(c.eight_bit_mime),
-            py_bool(c.smtputf8),
-            py_bool(c.starttls),
-            c.auth,
-            py_bool(c.enhanced_status_codes),
-            py_bool(c.dsn),
-            py_bool(c.esmtp)
-        )
+/// A value as Python's `repr` shows it (for the `__repr__` of the classes here).
+trait PyRepr {
+    fn py_repr(&self) -> String;
+}
+
+impl PyRepr for bool {
+    fn py_repr(&self) -> String {
+        py_bool(*self).to_owned()
     }
 }
+
+impl PyRepr for Option<u64> {
+    fn py_repr(&self) -> String {
+        self.map_or("None".into(), |v| v.to_string())
+    }
+}
+
+impl PyRepr for Vec<String> {
+    fn py_repr(&self) -> String {
+        format!("{self:?}")
+    }
+}
+
+/// The `Capabilities` class from one list of fields: a getter each (a copy of the
+/// field) and a `__repr__` that lists them in this order.
+macro_rules! capabilities_class {
+    ($($field:ident: $ty:ty),* $(,)?) => {
+        #[pymethods]
+        impl PyCapabilities {
+            $(
+                #[getter]
+                fn $field(&self) -> $ty {
+                    self.0.$field.clone()
+                }
+            )*
+            fn __repr__(&self) -> String {
+                let fields = [$(
+                    concat!(stringify!($field), "=").to_owned() + &self.0.$field.py_repr()
+                ),*];
+                format!("Capabilities({})", fields.join(", "))
+            }
+        }
+    };
+}
+
+capabilities_class!(
+    pipelining: bool,
+    chunking: bool,
+    size: Option<u64>,
+    eight_bit_mime: bool,
+    smtputf8: bool,
+    starttls: bool,
+    auth: Vec<String>,
+    enhanced_status_codes: bool,
+    dsn: bool,
+    esmtp: bool,
+);
 
 fn py_bool(b: bool) -> &'static str {
     if b {
@@ -218,35 +215,37 @@ impl PyStartTlsReady {
     }
 }
 
-/// AUTH succeeded.
-#[pyclass(frozen, module = "fastsmtp._fastsmtp", name = "AuthSucceeded")]
-pub struct PyAuthSucceeded(Reply);
+/// An event that carries just one reply: the frozen class, its `reply` getter and its
+/// `__repr__`.
+macro_rules! reply_event {
+    ($(#[$doc:meta])* $rust:ident, $name:tt) => {
+        $(#[$doc])*
+        #[pyclass(frozen, module = "fastsmtp._fastsmtp", name = $name)]
+        pub struct $rust(Reply);
 
-#[pymethods]
-impl PyAuthSucceeded {
-    #[getter]
-    fn reply(&self) -> PyReply {
-        reply(&self.0)
-    }
-    fn __repr__(&self) -> String {
-        format!("AuthSucceeded({:?})", self.0.to_string())
-    }
+        #[pymethods]
+        impl $rust {
+            #[getter]
+            fn reply(&self) -> PyReply {
+                reply(&self.0)
+            }
+            fn __repr__(&self) -> String {
+                format!(concat!($name, "({:?})"), self.0.to_string())
+            }
+        }
+    };
 }
 
-/// AUTH failed.
-#[pyclass(frozen, module = "fastsmtp._fastsmtp", name = "AuthFailed")]
-pub struct PyAuthFailed(Reply);
-
-#[pymethods]
-impl PyAuthFailed {
-    #[getter]
-    fn reply(&self) -> PyReply {
-        reply(&self.0)
-    }
-    fn __repr__(&self) -> String {
-        format!("AuthFailed({:?})", self.0.to_string())
-    }
-}
+reply_event!(
+    /// AUTH succeeded.
+    PyAuthSucceeded,
+    "AuthSucceeded"
+);
+reply_event!(
+    /// AUTH failed.
+    PyAuthFailed,
+    "AuthFailed"
+);
 
 /// The greeting, EHLO/HELO or STARTTLS was refused.
 #[pyclass(frozen, module = "fastsmtp._fastsmtp", name = "CommandFailed")]
