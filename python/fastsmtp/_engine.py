@@ -174,12 +174,6 @@ class Engine:
         if self._outstanding == 0 and self._drained is not None:
             self._drained.set()
 
-    def _count_accepted(self, n: int) -> None:
-        self.stats.accepted += n
-        self._outstanding -= n
-        if self._outstanding == 0 and self._drained is not None:
-            self._drained.set()
-
     # -- sending ------------------------------------------------------------------------
 
     async def connect(self) -> None:
@@ -336,11 +330,21 @@ class Engine:
             counted(1)
 
         def accepted(n: int) -> None:
-            # Without on_result nobody reads a Result: accepted recipients are only counted.
-            self._count_accepted(n)
+            # Without on_result nobody reads a Result: accepted recipients are only counted
+            # (once per message: _count_accepted and counted inlined).
+            nonlocal outstanding, room_wanted
+            self.stats.accepted += n
+            self._outstanding -= n
+            if self._outstanding == 0 and self._drained is not None:
+                self._drained.set()
             report.total += n
             report.accepted += n
-            counted(n)
+            outstanding -= n
+            if outstanding == 0:
+                all_done.set()
+            if room_wanted and outstanding < limit:
+                room_wanted = False
+                room.set()
 
         on_accepted = accepted if on_result is None else None
 

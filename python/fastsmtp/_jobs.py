@@ -75,7 +75,6 @@ class Job:
         "message",
         "on_accepted",
         "recipients",
-        "size",
     )
 
     def __init__(
@@ -96,7 +95,6 @@ class Job:
         # Submit as sender + recipients + bytes rather than the BuiltMessage's own envelope:
         # a retry for some of its recipients only, or a RawBody.
         self.explicit_envelope = explicit_envelope or isinstance(message, RawBody)
-        self.size = len(message)
         self.on_accepted = on_accepted
 
     def result(
@@ -147,12 +145,14 @@ def settle(job: Job, outcome: TransactionResult, can_retry: bool) -> Job | None:
     A recipient is ``accepted`` only when its RCPT and the end of data were both answered
     2xx: that is the one proof that the server took the message for it.
     """
+    positive = outcome.all_positive
+    if positive and job.on_accepted is not None:
+        # The common case, for a caller that only counts: every recipient accepted.
+        job.on_accepted(len(job.recipients))
+        return None
     data = outcome.data_reply
-    if outcome.all_positive and data is not None:
+    if positive and data is not None:
         # The common case: every recipient accepted, as the end of data said.
-        if job.on_accepted is not None:
-            job.on_accepted(len(job.recipients))
-            return None
         code, enhanced, text = data.code, data.enhanced_code, data.text
         message_id, attempts, done = job.message.message_id, job.attempts, job.done
         for recipient, index in zip(job.recipients, job.indexes, strict=True):
