@@ -97,16 +97,12 @@ impl FromIterator<(String, Value)> for Data {
     /// Collect pairs; for a repeated name the last value wins.
     fn from_iter<I: IntoIterator<Item = (String, Value)>>(iter: I) -> Self {
         let mut entries: Vec<(String, Value)> = iter.into_iter().collect();
-        // stable sort keeps the input order of equal keys: keep the last of each run
+        // Reversed, a stable sort puts the last value of a name first in its run, and
+        // dedup keeps the first of each run: in place, no second vector.
+        entries.reverse();
         entries.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut out: Vec<(String, Value)> = Vec::with_capacity(entries.len());
-        for e in entries {
-            match out.last_mut() {
-                Some(last) if last.0 == e.0 => *last = e,
-                _ => out.push(e),
-            }
-        }
-        Data { entries: out }
+        entries.dedup_by(|later, kept| later.0 == kept.0);
+        Data { entries }
     }
 }
 
@@ -589,6 +585,17 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), Value::from(*v)))
             .collect()
+    }
+
+    #[test]
+    fn data_keeps_the_last_value_of_a_name() {
+        let d: Data = [("b", 1), ("a", 2), ("b", 3), ("c", 4), ("a", 5)]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), Value::from(v)))
+            .collect();
+        assert_eq!(d.keys().collect::<Vec<_>>(), ["a", "b", "c"]);
+        assert_eq!(d.get("a"), Some(&Value::from(5)));
+        assert_eq!(d.get("b"), Some(&Value::from(3)));
     }
 
     #[test]
