@@ -331,7 +331,7 @@ class Engine:
 
         def accepted(n: int) -> None:
             # Without on_result nobody reads a Result: accepted recipients are only counted
-            # (once per message: _count_accepted and counted inlined).
+            # (once per message, so what _count and counted() do is inlined here).
             nonlocal outstanding, room_wanted
             self.stats.accepted += n
             self._outstanding -= n
