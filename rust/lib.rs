@@ -11,3 +11,8 @@ pub mod protocol;
 
 #[cfg(feature = "python")]
 mod python;
+
+/// Rust allocations of the Python extension (Python's own objects keep their allocator).
+#[cfg(feature = "extension-module")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -89,6 +89,7 @@ class Connection(asyncio.Protocol):
         self._can_write.set()
         self._capacity = asyncio.Event()
         self._capacity.set()
+        self._capacity_cleared = False  # _capacity.is_set() without a method call per event
         self._last_activity = 0.0
         self._watchdog: asyncio.TimerHandle | None = None
         self.window = config.window
@@ -104,7 +105,7 @@ class Connection(asyncio.Protocol):
         self._touch()
 
     def data_received(self, data: bytes) -> None:
-        self._touch()
+        self._last_activity = self._loop.time()  # _touch(), inlined: once per read
         self._handle(self.core.receive_data(data))
 
     def eof_received(self) -> bool | None:
@@ -138,7 +139,13 @@ class Connection(asyncio.Protocol):
                 self.on_settled(self, job, event)
                 if not self.jobs:
                     self._nothing_in_flight.set()
-                if not self._capacity.is_set() and self._below_low_water():
+                # len(self.jobs) is the core's in_flight, without a call per event
+                if (
+                    self._capacity_cleared
+                    and len(self.jobs) <= self.window // 2
+                    and self._below_low_water()
+                ):
+                    self._capacity_cleared = False
                     self._capacity.set()
             elif isinstance(event, core.Closed):
                 self.close_reason = event.reason
@@ -160,6 +167,7 @@ class Connection(asyncio.Protocol):
             return
         self.closed = True
         self.close_reason = reason
+        self._capacity_cleared = False
         self._capacity.set()  # wake a waiting worker so it sees the close
         self._can_write.set()
         if self._handshake is not None and not self._handshake.done():
@@ -347,6 +355,7 @@ class Connection(asyncio.Protocol):
     async def wait_capacity(self) -> None:
         """Wait until the window has room and the transport takes more writes."""
         while not self.closed and not self._has_capacity():
+            self._capacity_cleared = True
             self._capacity.clear()
             await self._capacity.wait()
         if not self._can_write.is_set():
@@ -394,9 +403,10 @@ class Connection(asyncio.Protocol):
                 recipients=job.recipients,
                 body=message.as_bytes(),
             )
+        if not self.jobs:
+            self._nothing_in_flight.clear()
         self.jobs[txn_id] = job
         self.submitted += 1
-        self._nothing_in_flight.clear()
 
     def _flush(self) -> None:
         out = self.core.data_to_send()

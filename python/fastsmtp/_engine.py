@@ -169,8 +169,11 @@ class Engine:
         if self._drained is not None and self._outstanding:
             self._drained.clear()
 
-    def _count(self, result: Result) -> None:
-        _bump(self.stats, result.status)
+    def _count(self, status: str) -> None:
+        if status == "accepted":  # the common case, without a call
+            self.stats.accepted += 1
+        else:
+            _bump(self.stats, status)
         self._outstanding -= 1
         if self._outstanding == 0 and self._drained is not None:
             self._drained.set()
@@ -248,7 +251,7 @@ class Engine:
 
         def done(result: Result) -> None:
             nonlocal remaining
-            self._count(result)
+            self._count(result.status)
             results[result.index] = result
             remaining -= 1
             if remaining == 0 and not done_future.done():
@@ -294,6 +297,7 @@ class Engine:
         limit = max_queued or max(4 * chunk_size, self.config.connections * self.config.window)
         room = asyncio.Event()
         room.set()
+        room_wanted = False  # the producer waits for room (no room.is_set() per result)
 
         def callback_failed(exc: BaseException) -> None:
             report.callback_errors += 1
@@ -305,12 +309,24 @@ class Engine:
             if not task.cancelled() and task.exception() is not None:
                 callback_failed(task.exception())  # type: ignore[arg-type]
 
+        def counted(n: int) -> None:
+            """Bookkeeping once ``n`` more recipients have their final result."""
+            nonlocal outstanding, room_wanted
+            outstanding -= n
+            if outstanding == 0:
+                all_done.set()
+            if room_wanted and outstanding < limit:
+                room_wanted = False
+                room.set()
+
         def done(result: Result) -> None:
-            nonlocal outstanding
-            self._count(result)
+            status = result.status
+            self._count(status)
             report.total += 1
-            _bump(report, result.status)
-            outstanding -= 1
+            if status == "accepted":
+                report.accepted += 1
+            else:
+                _bump(report, status)
             if on_result is not None:
                 try:
                     maybe = on_result(result)
@@ -320,10 +336,26 @@ class Engine:
                         task.add_done_callback(callback_finished)
                 except Exception as exc:
                     callback_failed(exc)
+            counted(1)
+
+        def accepted(n: int) -> None:
+            # Without on_result nobody reads a Result: accepted recipients are only counted
+            # (once per message, so what _count and counted() do is inlined here).
+            nonlocal outstanding, room_wanted
+            self.stats.accepted += n
+            self._outstanding -= n
+            if self._outstanding == 0 and self._drained is not None:
+                self._drained.set()
+            report.total += n
+            report.accepted += n
+            outstanding -= n
             if outstanding == 0:
                 all_done.set()
-            if not room.is_set() and outstanding < limit:
+            if room_wanted and outstanding < limit:
+                room_wanted = False
                 room.set()
+
+        on_accepted = accepted if on_result is None else None
 
         def fail(index: int, address: str, error: Exception) -> None:
             nonlocal outstanding
@@ -359,7 +391,9 @@ class Engine:
                     fail(index, address, built)
                 else:
                     # .recipients makes a new list on each access: no copy needed.
-                    jobs.append(Job(built, built.recipients, [index], done))
+                    jobs.append(
+                        Job(built, built.recipients, [index], done, on_accepted=on_accepted)
+                    )
                 index += 1
             if jobs:
                 outstanding += len(jobs)
@@ -368,6 +402,7 @@ class Engine:
                 pool.put_many(jobs)
             if outstanding >= limit:
                 room.clear()
+                room_wanted = True
                 await room.wait()
         await all_done.wait()
         if callbacks:

@@ -289,6 +289,10 @@ class TransactionResult:
         """The reply to the end of data (after "." or BDAT LAST), or to DATA itself when it
         was refused; None when no data phase happened (MAIL refused / every RCPT refused and
         the server refused DATA)."""
+    @property
+    def all_positive(self) -> bool:
+        """MAIL, every RCPT and the end of data were answered 2xx or 3xx: every recipient
+        got the message, and ``data_reply`` (then never None) says how."""
 
 @final
 class TransactionAborted:

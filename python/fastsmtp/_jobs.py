@@ -62,7 +62,9 @@ class Job:
     """One message and the recipients it still has to reach.
 
     ``indexes[i]`` is the batch index reported for ``recipients[i]``. ``done`` is called once
-    per recipient with its final Result; a job finishes when every recipient has one.
+    per recipient with its final Result; a job finishes when every recipient has one. When
+    every recipient is accepted and ``on_accepted`` is set, it is called once with their
+    number instead (no Result objects: for callers that only count).
     """
 
     __slots__ = (
@@ -71,8 +73,8 @@ class Job:
         "explicit_envelope",
         "indexes",
         "message",
+        "on_accepted",
         "recipients",
-        "size",
     )
 
     def __init__(
@@ -83,6 +85,7 @@ class Job:
         done: Callable[[Result], None],
         attempts: int = 0,
         explicit_envelope: bool = False,
+        on_accepted: Callable[[int], None] | None = None,
     ) -> None:
         self.message = message
         self.recipients = recipients
@@ -92,7 +95,7 @@ class Job:
         # Submit as sender + recipients + bytes rather than the BuiltMessage's own envelope:
         # a retry for some of its recipients only, or a RawBody.
         self.explicit_envelope = explicit_envelope or isinstance(message, RawBody)
-        self.size = len(message)
+        self.on_accepted = on_accepted
 
     def result(
         self,
@@ -130,6 +133,7 @@ class Job:
             self.done,
             self.attempts,
             explicit_envelope=True,
+            on_accepted=self.on_accepted,
         )
 
 
@@ -141,8 +145,31 @@ def settle(job: Job, outcome: TransactionResult, can_retry: bool) -> Job | None:
     A recipient is ``accepted`` only when its RCPT and the end of data were both answered
     2xx: that is the one proof that the server took the message for it.
     """
-    mail = outcome.mail_reply
+    positive = outcome.all_positive
+    if positive and job.on_accepted is not None:
+        # The common case, for a caller that only counts: every recipient accepted.
+        job.on_accepted(len(job.recipients))
+        return None
     data = outcome.data_reply
+    if positive and data is not None:
+        # The common case: every recipient accepted, as the end of data said.
+        code, enhanced, text = data.code, data.enhanced_code, data.text
+        message_id, attempts, done = job.message.message_id, job.attempts, job.done
+        for recipient, index in zip(job.recipients, job.indexes, strict=True):
+            done(
+                Result(
+                    recipient=recipient,
+                    status="accepted",
+                    code=code,
+                    enhanced_code=enhanced,
+                    text=text,
+                    message_id=message_id,
+                    index=index,
+                    attempts=attempts,
+                )
+            )
+        return None
+    mail = outcome.mail_reply
     rcpts = outcome.rcpt_replies
     retry: list[int] = []
     for i in range(len(job.recipients)):

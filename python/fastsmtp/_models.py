@@ -166,7 +166,9 @@ class Recipient(msgspec.Struct, kw_only=True):
     data: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
-class Result(msgspec.Struct, kw_only=True):
+# gc=False: only str/int/None fields, so no reference cycle is possible, and one Result per
+# recipient no longer adds to the garbage collector's work.
+class Result(msgspec.Struct, kw_only=True, gc=False):
     """The one final outcome of one recipient."""
 
     recipient: str

@@ -90,14 +90,24 @@ pub struct EncodedPart {
 /// boundary checks.
 pub fn write_text_part(out: &mut Vec<u8>, subtype: &str, text: &str) -> bool {
     let te = choose_text_encoding(text.as_bytes());
+    write_text_part_header(out, subtype, te);
+    let start = out.len();
+    write_text(text.as_bytes(), te, out);
+    te == TransferEncoding::SevenBit && has_marker(&out[start..])
+}
+
+/// The MIME header fields of a text part and the blank line after them.
+pub fn write_text_part_header(out: &mut Vec<u8>, subtype: &str, te: TransferEncoding) {
     out.extend_from_slice(b"Content-Type: text/");
     out.extend_from_slice(subtype.as_bytes());
     out.extend_from_slice(b"; charset=utf-8\r\nContent-Transfer-Encoding: ");
     out.extend_from_slice(te.as_str().as_bytes());
     out.extend_from_slice(b"\r\n\r\n");
-    let start = out.len();
-    write_text(text.as_bytes(), te, out);
-    te == TransferEncoding::SevenBit && memchr::memmem::find(&out[start..], b"--=_").is_some()
+}
+
+/// A 7bit body holding `--=_` (the start of every boundary) needs boundary checks.
+pub fn has_marker(body: &[u8]) -> bool {
+    memchr::memmem::find(body, b"--=_").is_some()
 }
 
 /// A text part encoded once, to share.
@@ -252,6 +262,12 @@ pub struct Prepared {
 }
 
 impl Prepared {
+    /// True when the layout has multiparts, whose boundaries must be checked against the
+    /// 7bit parts (see [`EncodedPart::marker`]).
+    pub fn has_boundaries(&self) -> bool {
+        self.multiparts > 0
+    }
+
     /// Validate everything but subject, bodies and extra headers (which may be templates).
     pub fn new(spec: &MessageSpec) -> Result<Prepared> {
         if spec.sender.trim().is_empty() {
@@ -393,12 +409,12 @@ pub struct Parts<'a> {
 }
 
 /// Write one message: headers, then the MIME tree with fresh boundaries.
-pub fn assemble(prep: &Prepared, parts: &Parts<'_>, rng: &mut fastrand::Rng) -> BuiltMessage {
+pub fn assemble(prep: &Prepared, parts: Parts<'_>, rng: &mut fastrand::Rng) -> BuiltMessage {
     let message_id = match &prep.message_id {
         Some(id) => id.clone(),
         None => random::message_id(rng, &prep.msgid_domain),
     };
-    let boundaries = pick_boundaries(prep, parts, rng);
+    let boundaries = pick_boundaries(prep, &parts, rng);
     let mut size =
         prep.static_headers.len() + parts.subject.len() + parts.extra_headers.len() + 256;
     for p in [parts.text, parts.html].into_iter().flatten() {
@@ -419,10 +435,10 @@ pub fn assemble(prep: &Prepared, parts: &Parts<'_>, rng: &mut fastrand::Rng) -> 
     out.extend_from_slice(parts.extra_headers);
     out.extend_from_slice(b"MIME-Version: 1.0\r\n");
     let mut next = 0;
-    write_node(&mut w, &prep.layout, prep, parts, &boundaries, &mut next);
+    write_node(&mut w, &prep.layout, prep, &parts, &boundaries, &mut next);
     w.finish(
         prep.envelope_sender.clone(),
-        parts.recipients.clone(),
+        parts.recipients,
         message_id,
         parts.smtputf8,
     )
@@ -538,7 +554,7 @@ pub fn build_message(spec: &MessageSpec) -> Result<BuiltMessage> {
         text: text.map(|(m,)| Piece::Bytes(&text_buf, m)),
         html: html.map(|(m,)| Piece::Bytes(&html_buf, m)),
     };
-    Ok(assemble(&prep, &parts, &mut random::rng()))
+    Ok(assemble(&prep, parts, &mut random::rng()))
 }
 
 #[cfg(test)]

@@ -57,6 +57,20 @@ impl<'a> HeaderLine<'a> {
         self.col += ws.len() + token.len();
     }
 
+    /// [`HeaderLine::token`] for a token given in pieces (written without joining them).
+    pub fn token_parts(&mut self, ws: &[u8], parts: &[&[u8]]) {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        if !ws.is_empty() && self.col > self.start_col && self.col + ws.len() + len > FOLD_AT {
+            self.out.extend_from_slice(b"\r\n");
+            self.col = 0;
+        }
+        self.out.extend_from_slice(ws);
+        for p in parts {
+            self.out.extend_from_slice(p);
+        }
+        self.col += ws.len() + len;
+    }
+
     /// The current column (octets since the last line break).
     pub fn column(&self) -> usize {
         self.col
@@ -75,6 +89,23 @@ impl<'a> HeaderLine<'a> {
 /// whitespace, or with a word too long to fit in 998 octets is written as RFC 2047
 /// encoded-words, which decode to exactly the value.
 pub fn write_unstructured(out: &mut Vec<u8>, name: &str, value: &str) {
+    // The usual Subject: printable ASCII that fits on the first line as it is. Folding
+    // and encoded-words would write exactly this.
+    let b = value.as_bytes();
+    if !b.is_empty()
+        && name.len() + 2 + b.len() <= FOLD_AT
+        && b[0] != b' '
+        && b[b.len() - 1] != b' '
+        && b.iter().all(|&c| matches!(c, b' '..=b'~'))
+        && memchr::memmem::find(b, b"=?").is_none()
+    {
+        out.reserve(name.len() + b.len() + 4);
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(b);
+        out.extend_from_slice(b"\r\n");
+        return;
+    }
     let mut h = HeaderLine::start(out, name);
     if needs_encoded_words(value, name.len()) {
         write_encoded_words(&mut h, value);
@@ -220,21 +251,54 @@ fn flush_word(h: &mut HeaderLine<'_>, word: &mut Vec<u8>, raw: &mut Vec<u8>, use
 }
 
 /// RFC 5322 3.2.3 atext, ASCII only (what may appear unquoted in a display name).
+/// RFC 5322 3.2.3 `atext`, as a table (one lookup per octet of every display name).
+const ATEXT: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c.is_ascii_alphanumeric();
+        b += 1;
+    }
+    let specials = b"!#$%&'*+-/=?^_`{|}~";
+    let mut i = 0;
+    while i < specials.len() {
+        t[specials[i] as usize] = true;
+        i += 1;
+    }
+    t
+};
+
 fn is_ascii_atext(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-/=?^_`{|}~".contains(&b)
+    ATEXT[b as usize]
+}
+
+/// Words of atext separated by single spaces, without `=?` (which would read as an
+/// encoded-word): a display name that can be written as it is.
+fn is_plain_words(b: &[u8]) -> bool {
+    if b.is_empty() || b[0] == b' ' || b[b.len() - 1] == b' ' {
+        return false;
+    }
+    let mut prev = 0u8;
+    for &c in b {
+        let ok = if c == b' ' {
+            prev != b' '
+        } else {
+            is_ascii_atext(c) && !(prev == b'=' && c == b'?')
+        };
+        if !ok {
+            return false;
+        }
+        prev = c;
+    }
+    true
 }
 
 /// Write a display name (RFC 5322 `phrase`): as atoms when it is plain words, as a quoted
 /// string when it is printable ASCII with specials (`"Lee, Ann"`), else as encoded-words.
 pub fn write_phrase(h: &mut HeaderLine<'_>, name: &str) {
     let b = name.as_bytes();
-    let plain_words = !b.is_empty()
-        && b[0] != b' '
-        && b[b.len() - 1] != b' '
-        && !name.contains("  ")
-        && !name.contains("=?")
-        && b.iter().all(|&c| c == b' ' || is_ascii_atext(c));
-    if plain_words {
+    if is_plain_words(b) {
         for word in name.split(' ') {
             h.token(b" ", word.as_bytes());
         }
@@ -261,23 +325,24 @@ pub fn write_phrase(h: &mut HeaderLine<'_>, name: &str) {
 /// between the words of display names.
 pub fn write_address_header(out: &mut Vec<u8>, name: &str, boxes: &[&Mailbox]) {
     let mut h = HeaderLine::start(out, name);
-    let mut token = Vec::with_capacity(64);
     for (i, m) in boxes.iter().enumerate() {
-        token.clear();
-        if let Some(display) = &m.name {
-            write_phrase(&mut h, display);
-            token.push(b'<');
-        }
-        token.extend_from_slice(m.local.as_bytes());
-        token.push(b'@');
-        token.extend_from_slice(m.domain.as_bytes());
-        if m.name.is_some() {
-            token.push(b'>');
-        }
-        if i + 1 < boxes.len() {
-            token.push(b',');
-        }
-        h.token(b" ", &token);
+        let (open, close): (&[u8], &[u8]) = match &m.name {
+            Some(display) => {
+                write_phrase(&mut h, display);
+                (b"<", b">")
+            }
+            None => (b"", b""),
+        };
+        let comma: &[u8] = if i + 1 < boxes.len() { b"," } else { b"" };
+        let parts = [
+            open,
+            m.local.as_bytes(),
+            b"@",
+            m.domain.as_bytes(),
+            close,
+            comma,
+        ];
+        h.token_parts(b" ", &parts);
     }
     h.finish();
 }

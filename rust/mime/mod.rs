@@ -12,6 +12,7 @@
 //! * [`encoding`]: CRLF normalisation, 7bit / quoted-printable / base64 transfer encodings.
 //! * [`builder`]: the MIME tree (text, alternative, related, mixed), boundaries, assembly.
 //! * [`message`]: [`BuiltMessage`], the assembled message as shared and owned chunks.
+//! * [`segments`]: templates of only text and `{{ name }}`, rendered without the VM.
 //! * [`template`]: minijinja templates compiled once per batch, rendered per recipient.
 //! * [`dkim`]: DKIM signatures over the assembled bytes (relaxed/relaxed, RSA or Ed25519).
 //!
@@ -26,6 +27,7 @@ pub mod error;
 pub mod header;
 pub mod message;
 mod random;
+pub mod segments;
 pub mod spec;
 pub mod template;
 

@@ -35,13 +35,35 @@ pub fn rng() -> fastrand::Rng {
 /// `<random.counter@domain>`: unique per message.
 pub fn message_id(rng: &mut fastrand::Rng, domain: &str) -> String {
     let (a, b) = (rng.u64(..), rng.u32(..));
-    format!("<{a:016x}{b:08x}.{:x}@{domain}>", next_counter())
+    let mut s = String::with_capacity(domain.len() + 44);
+    s.push('<');
+    push_hex(&mut s, a, 16);
+    push_hex(&mut s, u64::from(b), 8);
+    s.push('.');
+    let c = next_counter();
+    push_hex(&mut s, c, (16 - c.leading_zeros() as usize / 4).max(1));
+    s.push('@');
+    s.push_str(domain);
+    s.push('>');
+    s
 }
 
 /// A multipart boundary. It starts with `=_`, a sequence that quoted-printable and base64
 /// output can never contain, so only 7bit parts need to be checked for it.
 pub fn boundary(rng: &mut fastrand::Rng, depth: usize) -> String {
-    format!("=_{depth}{:016x}{:08x}", rng.u64(..), rng.u32(..))
+    let mut s = format!("=_{depth}");
+    push_hex(&mut s, rng.u64(..), 16);
+    push_hex(&mut s, u64::from(rng.u32(..)), 8);
+    s
+}
+
+/// The low `digits` hex digits of `v`, lower case, zero-padded (`{:0digits$x}` without
+/// the formatting machinery, which costs more than the rest of a Message-ID).
+fn push_hex(s: &mut String, v: u64, digits: usize) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for i in (0..digits).rev() {
+        s.push(char::from(HEX[((v >> (4 * i)) & 0xf) as usize]));
+    }
 }
 
 #[cfg(test)]
@@ -56,5 +78,13 @@ mod tests {
         assert_eq!(ids.len(), 10_000);
         let b = boundary(&mut r, 2);
         assert!(b.starts_with("=_2") && b.len() < 70);
+        for v in [0u64, 1, 0xabc, u64::MAX] {
+            let mut s = String::new();
+            push_hex(&mut s, v, (16 - v.leading_zeros() as usize / 4).max(1));
+            assert_eq!(s, format!("{v:x}"));
+            s.clear();
+            push_hex(&mut s, v, 16);
+            assert_eq!(s, format!("{v:016x}"));
+        }
     }
 }

@@ -46,7 +46,7 @@ use std::sync::Arc;
 use super::auth::{AuthExchange, Mechanism};
 use super::capabilities::Capabilities;
 use super::command::{self, Address, Domain, MailParams};
-use super::dotstuff::{self, DotStuffer};
+use super::dotstuff::{self, DotStuffer, WireStuffer};
 use super::error::{Error, Result};
 use super::reply::{Reply, ReplyParser};
 use super::state::{self, Input, State};
@@ -188,6 +188,20 @@ impl Transaction {
             std::borrow::Cow::Owned(v) => Body::new(v),
         };
         Self::with_normalized_body(sender, recipients, body, false, eight_bit)
+    }
+
+    /// A transaction whose body is already in wire form (only CRLF line ends, ending with
+    /// CRLF), as every assembled MIME message is: the body is not scanned again. The
+    /// envelope is still validated.
+    pub fn from_wire_form<S: AsRef<str>>(
+        sender: &str,
+        recipients: &[S],
+        body: Body,
+        smtputf8: bool,
+        eight_bit: bool,
+    ) -> Result<Self> {
+        debug_assert!(body.is_normalized(), "body not in wire form");
+        Self::with_normalized_body(sender, recipients, body, smtputf8, eight_bit)
     }
 
     fn with_normalized_body<S: AsRef<str>>(
@@ -911,7 +925,8 @@ impl ClientConnection {
                         let body = &txn.tx.body;
                         let out = &mut self.out;
                         out.reserve(body.len() + body.len() / 64 + 5);
-                        let mut stuffer = DotStuffer::new();
+                        // Every transaction body is in wire form (see `Transaction::new`).
+                        let mut stuffer = WireStuffer::new();
                         body.for_each_chunk(|c| stuffer.encode(c, out));
                         stuffer.finish(out);
                     }

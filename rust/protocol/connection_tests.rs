@@ -26,14 +26,7 @@ fn run(script: &[Step]) {
         for (n, step) in script.iter().enumerate() {
             match step {
                 Recv(data, expected) => {
-                    let mut events = Vec::new();
-                    if bytewise && !data.is_empty() {
-                        for b in *data {
-                            events.extend(conn.receive_data(std::slice::from_ref(b)));
-                        }
-                    } else {
-                        events = conn.receive_data(data);
-                    }
+                    let events = feed(&mut conn, data, bytewise);
                     assert_eq!(&events, expected, "step {n}, bytewise={bytewise}");
                 }
                 Send(expected) => {
@@ -116,9 +109,30 @@ fn session(ehlo: &'static str) -> Vec<Step> {
     ]
 }
 
-fn with(mut head: Vec<Step>, tail: Vec<Step>) -> Vec<Step> {
-    head.extend(tail);
-    head
+/// `steps` after a session that got its greeting and this EHLO reply.
+fn run_session(ehlo: &'static str, steps: Vec<Step>) {
+    let mut script = session(ehlo);
+    script.extend(steps);
+    run(&script);
+}
+
+/// A connection past the greeting and this EHLO reply, its EHLO already taken out.
+fn ready_connection(ehlo: &str, max_reply_bytes: usize) -> ClientConnection {
+    let mut c = ClientConnection::new("client.example", max_reply_bytes).unwrap();
+    c.receive_data(GREETING.as_bytes());
+    c.receive_data(ehlo.as_bytes());
+    c.data_to_send();
+    c
+}
+
+/// Feed `data` whole, or one byte at a time; the events of all the calls.
+fn feed(conn: &mut ClientConnection, data: &[u8], bytewise: bool) -> Vec<Event> {
+    if !bytewise || data.is_empty() {
+        return conn.receive_data(data);
+    }
+    data.iter()
+        .flat_map(|b| conn.receive_data(std::slice::from_ref(b)))
+        .collect()
 }
 
 #[test]
@@ -190,9 +204,7 @@ fn refusals_are_command_failed() {
 
 #[test]
 fn chunking_pipelines_everything() {
-    run(&with(
-        session(EHLO_CHUNKING),
-        vec![
+    run_session(EHLO_CHUNKING, vec![
             submit(1, "a@example.org", &["b@example.org", "c@example.org"], b"Hi\r\n.dot\r\n"),
             submit(2, "", &["d@example.org"], b"8bit \xc3\xa9\n"),
             call(|c| {
@@ -224,14 +236,13 @@ fn chunking_pipelines_everything() {
                 ],
             ),
             Send(b""),
-        ],
-    ));
+        ]);
 }
 
 #[test]
 fn pipelining_body_and_next_group_in_one_write() {
-    run(&with(
-        session(EHLO_PIPELINING),
+    run_session(
+        EHLO_PIPELINING,
         vec![
             submit(1, "a@x.org", &["b@x.org"], b".leading dot\nbare lf"),
             submit(2, "a@x.org", &["c@x.org", "d@x.org"], b"two\r\n"),
@@ -267,14 +278,12 @@ fn pipelining_body_and_next_group_in_one_write() {
                 ],
             ),
         ],
-    ));
+    );
 }
 
 #[test]
 fn pipelining_refused_data_sends_no_body_then_rset() {
-    run(&with(
-        session(EHLO_PIPELINING),
-        vec![
+    run_session(EHLO_PIPELINING, vec![
             submit(1, "a@x.org", &["x@nowhere.invalid"], b"secret body\r\n"),
             submit(2, "a@x.org", &["b@x.org"], b"body 2\r\n"),
             Send(b"MAIL FROM:<a@x.org>\r\nRCPT TO:<x@nowhere.invalid>\r\nDATA\r\n"),
@@ -295,14 +304,13 @@ fn pipelining_refused_data_sends_no_body_then_rset() {
             // The RSET was consumed; no RSET before a later transaction.
             submit(3, "a@x.org", &["b@x.org"], b"3\r\n"),
             Send(b"MAIL FROM:<a@x.org>\r\nRCPT TO:<b@x.org>\r\nDATA\r\n"),
-        ],
-    ));
+        ]);
 }
 
 #[test]
 fn all_recipients_refused_but_354_ends_data_properly() {
-    run(&with(
-        session(EHLO_PIPELINING),
+    run_session(
+        EHLO_PIPELINING,
         vec![
             submit(7, "a@x.org", &["b@x.org", "c@x.org"], b"never sent\r\n"),
             Send(b"MAIL FROM:<a@x.org>\r\nRCPT TO:<b@x.org>\r\nRCPT TO:<c@x.org>\r\nDATA\r\n"),
@@ -321,13 +329,13 @@ fn all_recipients_refused_but_354_ends_data_properly() {
             submit(8, "a@x.org", &["b@x.org"], b"x\r\n"),
             Send(b"MAIL FROM:<a@x.org>\r\nRCPT TO:<b@x.org>\r\nDATA\r\n"),
         ],
-    ));
+    );
 }
 
 #[test]
 fn lockstep_without_extensions() {
-    run(&with(
-        session(EHLO_PLAIN),
+    run_session(
+        EHLO_PLAIN,
         vec![
             submit(1, "a@x.org", &["b@x.org", "c@x.org"], b"hello\r\n"),
             submit(2, "a@x.org", &["bad@x.org"], b"2\r\n"),
@@ -370,13 +378,13 @@ fn lockstep_without_extensions() {
             Send(b"QUIT\r\n"),
             Recv(b"221 bye\r\n", vec![closed("quit", Some("221 bye\r\n"))]),
         ],
-    ));
+    );
 }
 
 #[test]
 fn chunking_without_pipelining_is_lockstep() {
-    run(&with(
-        session(EHLO_CHUNKING_ONLY),
+    run_session(
+        EHLO_CHUNKING_ONLY,
         vec![
             submit(1, "a@x.org", &["b@x.org"], b".raw\r\n"),
             Send(b"MAIL FROM:<a@x.org>\r\n"),
@@ -394,14 +402,12 @@ fn chunking_without_pipelining_is_lockstep() {
                 )],
             ),
         ],
-    ));
+    );
 }
 
 #[test]
 fn chunking_nested_mail_is_retried_after_rset() {
-    run(&with(
-        session(EHLO_CHUNKING),
-        vec![
+    run_session(EHLO_CHUNKING, vec![
             submit(1, "a@x.org", &["x@nowhere.invalid"], b"1\r\n"),
             submit(2, "b@x.org", &["y@x.org"], b"2\r\n"),
             Send(
@@ -422,11 +428,10 @@ fn chunking_nested_mail_is_retried_after_rset() {
                 b"250 reset\r\n250 ok\r\n250 ok\r\n250 queued\r\n",
                 vec![result(2, "250 ok\r\n", &[Some("250 ok\r\n")], Some("250 queued\r\n"))],
             ),
-        ],
-    ));
+        ]);
     // Only once: a second 503 is reported.
-    run(&with(
-        session(EHLO_CHUNKING),
+    run_session(
+        EHLO_CHUNKING,
         vec![
             submit(1, "a@x.org", &["b@x.org"], b"1\r\n"),
             Send(b"MAIL FROM:<a@x.org> SIZE=3\r\nRCPT TO:<b@x.org>\r\nBDAT 3 LAST\r\n1\r\n"),
@@ -447,13 +452,13 @@ fn chunking_nested_mail_is_retried_after_rset() {
                 )],
             ),
         ],
-    ));
+    );
 }
 
 #[test]
 fn unsolicited_421_aborts_with_exact_end_of_data() {
-    run(&with(
-        session(EHLO_CHUNKING),
+    run_session(
+        EHLO_CHUNKING,
         vec![
             submit(1, "a@x.org", &["b@x.org"], b"1\r\n"),
             Send(b"MAIL FROM:<a@x.org> SIZE=3\r\nRCPT TO:<b@x.org>\r\nBDAT 3 LAST\r\n1\r\n"),
@@ -475,15 +480,15 @@ fn unsolicited_421_aborts_with_exact_end_of_data() {
             }),
             Recv(b"", vec![]),
         ],
-    ));
+    );
     // A 421 when nothing is expected.
-    run(&with(
-        session(EHLO_PLAIN),
+    run_session(
+        EHLO_PLAIN,
         vec![Recv(
             b"421 idle timeout\r\n",
             vec![closed("421", Some("421 idle timeout\r\n"))],
         )],
-    ));
+    );
     // A 421 as the greeting.
     run(&[Recv(
         b"421 busy\r\n",
@@ -493,8 +498,8 @@ fn unsolicited_421_aborts_with_exact_end_of_data() {
 
 #[test]
 fn eof_aborts_pending_data_phase() {
-    run(&with(
-        session(EHLO_PIPELINING),
+    run_session(
+        EHLO_PIPELINING,
         vec![
             submit(1, "a@x.org", &["b@x.org"], b"1\r\n"),
             submit(2, "a@x.org", &["b@x.org"], b"2\r\n"),
@@ -510,7 +515,7 @@ fn eof_aborts_pending_data_phase() {
                 ],
             ),
         ],
-    ));
+    );
 }
 
 fn protocol_error_case(bad: &'static [u8], message_part: &'static str) {
@@ -537,24 +542,14 @@ fn protocol_error_case(bad: &'static [u8], message_part: &'static str) {
         }
     };
     for bytewise in [false, true] {
-        let mut c = ClientConnection::new("client.example", 4096).unwrap();
-        c.receive_data(GREETING.as_bytes());
-        c.receive_data(EHLO_CHUNKING.as_bytes());
+        let mut c = ready_connection(EHLO_CHUNKING, 4096);
         c.submit(
             1,
             Transaction::from_raw("a@x.org", &["b@x.org"], b"1\r\n").unwrap(),
         )
         .unwrap();
         c.data_to_send();
-        let mut events = Vec::new();
-        if bytewise {
-            for b in bad {
-                events.extend(c.receive_data(std::slice::from_ref(b)));
-            }
-        } else {
-            events = c.receive_data(bad);
-        }
-        check(events);
+        check(feed(&mut c, bad, bytewise));
         assert_eq!(c.state(), State::Error);
         assert!(matches!(
             c.submit(
@@ -579,8 +574,8 @@ fn protocol_errors_are_sticky() {
     }
     protocol_error_case(Box::leak(many.into_boxed_slice()), "reply longer than 4096");
     // Nothing expected and not a 421.
-    run(&with(
-        session(EHLO_PLAIN),
+    run_session(
+        EHLO_PLAIN,
         vec![
             Recv(
                 b"250 surprise\r\n",
@@ -592,14 +587,14 @@ fn protocol_errors_are_sticky() {
             ),
             call(|c| assert_eq!(c.state(), State::Error)),
         ],
-    ));
+    );
 }
 
 #[test]
 fn starttls_discards_injected_bytes() {
     let ehlo_after = "250-mx.example.org\r\n250-PIPELINING\r\n250 AUTH PLAIN\r\n";
-    run(&with(
-        session(EHLO_TLS),
+    run_session(
+        EHLO_TLS,
         vec![
             call(|c| {
                 assert!(matches!(c.tls_established(), Err(Error::Local(_))));
@@ -630,9 +625,9 @@ fn starttls_discards_injected_bytes() {
                 vec![Event::AuthSucceeded(r("235 2.7.0 ok\r\n"))],
             ),
         ],
-    ));
-    run(&with(
-        session(EHLO_TLS),
+    );
+    run_session(
+        EHLO_TLS,
         vec![
             call(|c| c.starttls().unwrap()),
             Recv(
@@ -643,14 +638,14 @@ fn starttls_discards_injected_bytes() {
                 }],
             ),
         ],
-    ));
+    );
 }
 
 #[test]
 fn auth_mechanisms() {
     // No TLS and no explicit permission: nothing is sent.
-    run(&with(
-        session(EHLO_TLS),
+    run_session(
+        EHLO_TLS,
         vec![
             call(|c| {
                 assert!(matches!(
@@ -696,7 +691,7 @@ fn auth_mechanisms() {
             Send(b"dGltIGI5MTNhNjAyYzdlZGE3YTQ5NWI0ZTZlNzMzNGQzODkw\r\n"),
             Recv(b"235 ok\r\n", vec![Event::AuthSucceeded(r("235 ok\r\n"))]),
         ],
-    ));
+    );
 }
 
 #[test]
@@ -706,6 +701,7 @@ fn envelope_checks() {
         c.submit(1, Transaction::from_raw("a@x", &["b@x"], b"").unwrap()),
         Err(Error::Local(_))
     ));
+    // The refused submit left nothing behind (checked below).
     c.receive_data(GREETING.as_bytes());
     c.receive_data(EHLO_PIPELINING.as_bytes());
     c.data_to_send();
@@ -727,10 +723,7 @@ fn envelope_checks() {
     assert_eq!(c.data_to_send(), b"");
     assert_eq!(c.in_flight(), 0);
 
-    let mut c = ClientConnection::new("client.example", 65536).unwrap();
-    c.receive_data(GREETING.as_bytes());
-    c.receive_data(EHLO_CHUNKING.as_bytes());
-    c.data_to_send();
+    let mut c = ready_connection(EHLO_CHUNKING, 65536);
     let big = Transaction::from_raw("a@x.org", &["b@x.org"], &[b'x'; 1001]).unwrap();
     assert!(matches!(
         c.submit(1, big),
@@ -747,8 +740,8 @@ fn envelope_checks() {
 
 #[test]
 fn quit_waits_for_queued_work_in_lockstep() {
-    run(&with(
-        session(EHLO_PLAIN),
+    run_session(
+        EHLO_PLAIN,
         vec![
             call(|c| {
                 c.quit().unwrap();
@@ -757,7 +750,7 @@ fn quit_waits_for_queued_work_in_lockstep() {
             Send(b"QUIT\r\n"),
             Recv(b"221 bye\r\n", vec![closed("quit", Some("221 bye\r\n"))]),
         ],
-    ));
+    );
     // quit() before the session is ready: sent once Ready.
     run(&[
         call(|c| c.quit().unwrap()),

@@ -102,6 +102,54 @@ pub fn dot_stuff(body: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Dot-stuffing of a body already in wire form (only CRLF line ends, as every
+/// [`crate::protocol::connection::Transaction`] body is): only lines that start with "."
+/// need work, and one `memmem` search for `"\n."` finds them, so a body without any is
+/// copied whole. Its state carries across chunks like [`DotStuffer`]'s.
+#[derive(Debug, Clone, Copy)]
+pub struct WireStuffer {
+    at_line_start: bool,
+}
+
+impl Default for WireStuffer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl WireStuffer {
+    /// An encoder at the start of a body.
+    pub fn new() -> Self {
+        WireStuffer {
+            at_line_start: true,
+        }
+    }
+
+    /// Encode the next chunk of the body, appending to `out`.
+    pub fn encode(&mut self, input: &[u8], out: &mut Vec<u8>) {
+        let Some(&last) = input.last() else { return };
+        if self.at_line_start && input[0] == b'.' {
+            out.push(b'.');
+        }
+        let mut from = 0;
+        for i in memchr::memmem::find_iter(input, b"\n.") {
+            out.extend_from_slice(&input[from..=i]);
+            out.push(b'.');
+            from = i + 1;
+        }
+        out.extend_from_slice(&input[from..]);
+        self.at_line_start = last == b'\n';
+    }
+
+    /// End the body (a final CRLF if the last line lacks one, as [`DotStuffer::finish`]).
+    pub fn finish(&mut self, out: &mut Vec<u8>) {
+        if !self.at_line_start {
+            out.extend_from_slice(b"\r\n");
+        }
+        self.at_line_start = true;
+    }
+}
+
 /// Checks, chunk by chunk, that a body is already in wire form: every CR is followed by
 /// LF, every LF preceded by CR, and the body is empty or ends with CRLF.
 ///
@@ -264,6 +312,30 @@ mod tests {
             }
         }
         assert_eq!(normalize(b".a\nb").as_ref(), b".a\r\nb\r\n");
+    }
+
+    #[test]
+    fn wire_stuffer_matches_dot_stuffer_on_wire_form() {
+        for body in [
+            &b""[..],
+            b".\r\n",
+            b"a\r\n.b\r\n..\r\n.\r\n",
+            b"x\r\n\r\n.",
+            b"no dots\r\nat all\r\n",
+        ] {
+            let mut want = Vec::new();
+            let mut d = DotStuffer::new();
+            d.encode(body, &mut want);
+            d.finish(&mut want);
+            for split in 0..=body.len() {
+                let mut got = Vec::new();
+                let mut w = WireStuffer::new();
+                w.encode(&body[..split], &mut got);
+                w.encode(&body[split..], &mut got);
+                w.finish(&mut got);
+                assert_eq!(got, want, "{body:?} at {split}");
+            }
+        }
     }
 
     #[test]

@@ -290,7 +290,7 @@ impl ReplyParser {
                 self.partial = Some(Partial {
                     code,
                     enhanced,
-                    text: String::from_utf8_lossy(text).into_owned(),
+                    text: utf8_text(text),
                     bytes: line.len(),
                 });
             }
@@ -314,7 +314,7 @@ impl ReplyParser {
                     _ => text,
                 };
                 p.text.push('\n');
-                p.text.push_str(&String::from_utf8_lossy(text));
+                push_utf8(&mut p.text, text);
             }
         }
         if !last {
@@ -360,6 +360,22 @@ pub fn parse_all(data: &[u8], max_reply_bytes: usize) -> Result<Vec<Reply>> {
         replies.push(r);
     }
     Ok(replies)
+}
+
+/// Reply text as a `String`, invalid UTF-8 replaced (as `from_utf8_lossy`).
+fn utf8_text(text: &[u8]) -> String {
+    let mut s = String::new();
+    push_utf8(&mut s, text);
+    s
+}
+
+/// Append reply text, invalid UTF-8 replaced: plain validation first, which is faster
+/// than `from_utf8_lossy` on the usual ASCII text.
+fn push_utf8(out: &mut String, text: &[u8]) {
+    match std::str::from_utf8(text) {
+        Ok(s) => out.push_str(s),
+        Err(_) => out.push_str(&String::from_utf8_lossy(text)),
+    }
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 //! runs with the GIL released (`py.detach`), and core errors become `InvalidMessage` /
 //! `TemplateError` instances (from `fastsmtp._errors`) carrying `field` and `variable`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use minijinja::Value;
@@ -52,8 +52,8 @@ impl PyBuiltMessage {
     }
 
     #[getter]
-    fn recipients(&self) -> Vec<String> {
-        self.inner.recipients().to_vec()
+    fn recipients<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        PyList::new(py, self.inner.recipients())
     }
 
     #[getter]
@@ -256,7 +256,12 @@ fn key_string(k: &Bound<'_, PyAny>) -> PyResult<String> {
     }
 }
 
-fn to_data(d: Option<&Bound<'_, PyAny>>) -> PyResult<mime::template::Data> {
+/// Template data from a dict; with `used`, only the str keys a template uses are converted
+/// (a recipient dict often holds more than its message needs).
+fn to_data(
+    d: Option<&Bound<'_, PyAny>>,
+    used: Option<&BTreeSet<String>>,
+) -> PyResult<mime::template::Data> {
     let Some(d) = d.filter(|d| !d.is_none()) else {
         return Ok(mime::template::Data::new());
     };
@@ -265,6 +270,11 @@ fn to_data(d: Option<&Bound<'_, PyAny>>) -> PyResult<mime::template::Data> {
         .map_err(|_| PyTypeError::new_err("template data must be a dict"))?;
     let mut pairs = Vec::with_capacity(d.len());
     for (k, v) in d.iter() {
+        if let (Some(used), Ok(k)) = (used, k.cast::<PyString>()) {
+            if !used.contains(k.to_str()?) {
+                continue;
+            }
+        }
         pairs.push((key_string(&k)?, to_value(&v, 0)?));
     }
     Ok(pairs.into_iter().collect())
@@ -296,7 +306,7 @@ impl PyTemplate {
         data: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         let spec = extract_spec(spec)?;
-        let data = to_data(data)?;
+        let data = to_data(data, None)?;
         match py.detach(|| mime::Template::new(&spec, data)) {
             Ok(inner) => Ok(PyTemplate { inner }),
             Err(e) => Err(mime_err(py, &e)),
@@ -331,7 +341,7 @@ impl PyTemplate {
             }
             let address: String = tuple.get_item(0)?.extract()?;
             let name: Option<String> = tuple.get_item(1)?.extract()?;
-            let data = to_data(Some(&tuple.get_item(2)?))?;
+            let data = to_data(Some(&tuple.get_item(2)?), Some(self.inner.variables()))?;
             inputs.push(mime::Recipient {
                 address,
                 name,

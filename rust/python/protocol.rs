@@ -16,7 +16,7 @@ use pyo3::types::{PyBytes, PyList};
 use super::errors::new_error;
 use super::mime::PyBuiltMessage;
 use crate::protocol::connection::{Body, ClientConnection, Event, MessageBytes, Transaction};
-use crate::protocol::reply::{self, Reply, DEFAULT_MAX_REPLY_BYTES};
+use crate::protocol::reply::{self, EnhancedCode, Reply, DEFAULT_MAX_REPLY_BYTES};
 use crate::protocol::{dotstuff, Capabilities, Error};
 
 /// Map a core error to its `fastsmtp._errors` exception.
@@ -46,7 +46,7 @@ impl PyReply {
     }
     #[getter]
     fn enhanced_code(&self) -> Option<String> {
-        self.0.enhanced.map(|e| e.to_string())
+        self.0.enhanced.map(enhanced_string)
     }
     #[getter]
     fn text(&self) -> &str {
@@ -86,6 +86,28 @@ impl PyReply {
     }
 }
 
+/// `class.subject.detail` without the formatting machinery (read once per recipient).
+fn enhanced_string(e: EnhancedCode) -> String {
+    let mut s = String::with_capacity(11);
+    for (i, n) in [u16::from(e.class), e.subject, e.detail]
+        .into_iter()
+        .enumerate()
+    {
+        if i > 0 {
+            s.push('.');
+        }
+        // at most three digits (RFC 3463 2)
+        if n >= 100 {
+            s.push(char::from(b'0' + (n / 100 % 10) as u8));
+        }
+        if n >= 10 {
+            s.push(char::from(b'0' + (n / 10 % 10) as u8));
+        }
+        s.push(char::from(b'0' + (n % 10) as u8));
+    }
+    s
+}
+
 fn reply(r: &Reply) -> PyReply {
     PyReply(r.clone())
 }
@@ -94,66 +116,63 @@ fn reply(r: &Reply) -> PyReply {
 #[pyclass(frozen, module = "fastsmtp._fastsmtp", name = "Capabilities")]
 pub struct PyCapabilities(Capabilities);
 
-#[pymethods]
-impl PyCapabilities {
-    #[getter]
-    fn pipelining(&self) -> bool {
-        self.0.pipelining
-    }
-    #[getter]
-    fn chunking(&self) -> bool {
-        self.0.chunking
-    }
-    #[getter]
-    fn size(&self) -> Option<u64> {
-        self.0.size
-    }
-    #[getter]
-    fn eight_bit_mime(&self) -> bool {
-        self.0.eight_bit_mime
-    }
-    #[getter]
-    fn smtputf8(&self) -> bool {
-        self.0.smtputf8
-    }
-    #[getter]
-    fn starttls(&self) -> bool {
-        self.0.starttls
-    }
-    #[getter]
-    fn auth(&self) -> Vec<String> {
-        self.0.auth.clone()
-    }
-    #[getter]
-    fn enhanced_status_codes(&self) -> bool {
-        self.0.enhanced_status_codes
-    }
-    #[getter]
-    fn dsn(&self) -> bool {
-        self.0.dsn
-    }
-    #[getter]
-    fn esmtp(&self) -> bool {
-        self.0.esmtp
-    }
-    fn __repr__(&self) -> String {
-        let c = &self.0;
-        format!(
-            "Capabilities(pipelining={}, chunking={}, size={}, eight_bit_mime={}, smtputf8={}, \
-             starttls={}, auth={:?}, enhanced_status_codes={}, dsn={}, esmtp={})",
-            py_bool(c.pipelining),
-            py_bool(c.chunking),
-            c.size.map_or("None".into(), |s| s.to_string()),
-            py_bool(c.eight_bit_mime),
-            py_bool(c.smtputf8),
-            py_bool(c.starttls),
-            c.auth,
-            py_bool(c.enhanced_status_codes),
-            py_bool(c.dsn),
-            py_bool(c.esmtp)
-        )
+/// A value as Python's `repr` shows it (for the `__repr__` of the classes here).
+trait PyRepr {
+    fn py_repr(&self) -> String;
+}
+
+impl PyRepr for bool {
+    fn py_repr(&self) -> String {
+        py_bool(*self).to_owned()
     }
 }
+
+impl PyRepr for Option<u64> {
+    fn py_repr(&self) -> String {
+        self.map_or("None".into(), |v| v.to_string())
+    }
+}
+
+impl PyRepr for Vec<String> {
+    fn py_repr(&self) -> String {
+        format!("{self:?}")
+    }
+}
+
+/// The `Capabilities` class from one list of fields: a getter each (a copy of the
+/// field) and a `__repr__` that lists them in this order.
+macro_rules! capabilities_class {
+    ($($field:ident: $ty:ty),* $(,)?) => {
+        #[pymethods]
+        impl PyCapabilities {
+            $(
+                #[getter]
+                fn $field(&self) -> $ty {
+                    self.0.$field.clone()
+                }
+            )*
+            fn __repr__(&self) -> String {
+                let fields = [$(
+                    concat!(stringify!($field), "=").to_owned() + &self.0.$field.py_repr()
+                ),*];
+                format!("Capabilities({})", fields.join(", "))
+            }
+        }
+    };
+}
+
+capabilities_class!(
+    pipelining: bool,
+    chunking: bool,
+    size: Option<u64>,
+    eight_bit_mime: bool,
+    smtputf8: bool,
+    starttls: bool,
+    auth: Vec<String>,
+    enhanced_status_codes: bool,
+    dsn: bool,
+    esmtp: bool,
+);
 
 fn py_bool(b: bool) -> &'static str {
     if b {
@@ -196,35 +215,37 @@ impl PyStartTlsReady {
     }
 }
 
-/// AUTH succeeded.
-#[pyclass(frozen, module = "fastsmtp._fastsmtp", name = "AuthSucceeded")]
-pub struct PyAuthSucceeded(Reply);
+/// An event that carries just one reply: the frozen class, its `reply` getter and its
+/// `__repr__`.
+macro_rules! reply_event {
+    ($(#[$doc:meta])* $rust:ident, $name:tt) => {
+        $(#[$doc])*
+        #[pyclass(frozen, module = "fastsmtp._fastsmtp", name = $name)]
+        pub struct $rust(Reply);
 
-#[pymethods]
-impl PyAuthSucceeded {
-    #[getter]
-    fn reply(&self) -> PyReply {
-        reply(&self.0)
-    }
-    fn __repr__(&self) -> String {
-        format!("AuthSucceeded({:?})", self.0.to_string())
-    }
+        #[pymethods]
+        impl $rust {
+            #[getter]
+            fn reply(&self) -> PyReply {
+                reply(&self.0)
+            }
+            fn __repr__(&self) -> String {
+                format!(concat!($name, "({:?})"), self.0.to_string())
+            }
+        }
+    };
 }
 
-/// AUTH failed.
-#[pyclass(frozen, module = "fastsmtp._fastsmtp", name = "AuthFailed")]
-pub struct PyAuthFailed(Reply);
-
-#[pymethods]
-impl PyAuthFailed {
-    #[getter]
-    fn reply(&self) -> PyReply {
-        reply(&self.0)
-    }
-    fn __repr__(&self) -> String {
-        format!("AuthFailed({:?})", self.0.to_string())
-    }
-}
+reply_event!(
+    /// AUTH succeeded.
+    PyAuthSucceeded,
+    "AuthSucceeded"
+);
+reply_event!(
+    /// AUTH failed.
+    PyAuthFailed,
+    "AuthFailed"
+);
 
 /// The reply to NOOP.
 #[pyclass(frozen, module = "fastsmtp._fastsmtp", name = "NoopReplied")]
@@ -296,6 +317,17 @@ impl PyTransactionResult {
     #[getter]
     fn data_reply(&self) -> Option<PyReply> {
         self.data_reply.as_ref().map(reply)
+    }
+    /// MAIL, every RCPT and the end of data answered 2xx or 3xx (the common case, which
+    /// then needs only `data_reply`).
+    #[getter]
+    fn all_positive(&self) -> bool {
+        self.mail_reply.is_positive()
+            && self.data_reply.as_ref().is_some_and(Reply::is_positive)
+            && self
+                .rcpt_replies
+                .iter()
+                .all(|r| r.as_ref().is_some_and(Reply::is_positive))
     }
     fn __repr__(&self) -> String {
         let rcpts: Vec<String> = self
@@ -593,13 +625,14 @@ impl MessageBytes for MessageBody {
     }
 }
 
-/// A transaction from a `BuiltMessage`.
+/// A transaction from a `BuiltMessage` (the raw path, `Transaction::from_raw`, normalizes).
 fn transaction_from_message(message: &Bound<'_, PyAny>) -> PyResult<Transaction> {
     let py = message.py();
     let built = message.cast::<PyBuiltMessage>()?;
     let m = &built.get().inner;
     let body = Body::from_source(Arc::new(MessageBody(built.clone().unbind())));
-    Transaction::new(
+    // The builder writes CRLF line ends only (its tests check every shape): no rescan.
+    Transaction::from_wire_form(
         m.envelope_sender(),
         m.recipients(),
         body,
