@@ -762,8 +762,8 @@ fn quit_waits_for_queued_work_in_lockstep() {
 
 #[test]
 fn noop_checks_an_idle_connection_and_transactions_follow_it() {
-    run(&with(
-        session(EHLO_PLAIN),
+    run_session(
+        EHLO_PLAIN,
         vec![
             call(|c| c.noop().unwrap()),
             // Lock-step: the transaction waits for the NOOP's reply.
@@ -776,9 +776,9 @@ fn noop_checks_an_idle_connection_and_transactions_follow_it() {
             ),
             Send(b"MAIL FROM:<a@x.org>\r\n"),
         ],
-    ));
-    run(&with(
-        session(EHLO_CHUNKING),
+    );
+    run_session(
+        EHLO_CHUNKING,
         vec![
             call(|c| c.noop().unwrap()),
             submit(1, "a@x.org", &["b@x.org"], b"1\r\n"),
@@ -794,5 +794,5 @@ fn noop_checks_an_idle_connection_and_transactions_follow_it() {
                 ],
             ),
         ],
-    ));
+    );
 }
