@@ -235,6 +235,18 @@ fn direct_ok(segs: &[Seg]) -> bool {
 
 /// Jinja2 (MarkupSafe) HTML escaping: `&`, `<`, `>`, `"` and `'` (see `html_formatter`).
 pub fn escape_html(s: &str, out: &mut String) {
+    let _ = write_escaped_html(s, |piece| {
+        out.push_str(piece);
+        Ok::<(), std::convert::Infallible>(())
+    });
+}
+
+/// The HTML-escaped form of `s`, handed to `write` piece by piece (the one escaping rule
+/// both the literal fast path and the minijinja formatter use).
+pub fn write_escaped_html<E>(
+    s: &str,
+    mut write: impl FnMut(&str) -> Result<(), E>,
+) -> Result<(), E> {
     let mut last = 0;
     for (i, b) in s.bytes().enumerate() {
         let entity = match b {
@@ -245,11 +257,11 @@ pub fn escape_html(s: &str, out: &mut String) {
             b'\'' => "&#39;",
             _ => continue,
         };
-        out.push_str(&s[last..i]);
-        out.push_str(entity);
+        write(&s[last..i])?;
+        write(entity)?;
         last = i + 1;
     }
-    out.push_str(&s[last..]);
+    write(&s[last..])
 }
 
 #[cfg(test)]

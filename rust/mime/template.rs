@@ -204,23 +204,7 @@ fn html_formatter(
     if let (AutoEscape::Html, false, Some(s)) =
         (state.auto_escape(), value.is_safe(), value.as_str())
     {
-        let wrote = (|| -> std::fmt::Result {
-            let mut last = 0;
-            for (i, b) in s.bytes().enumerate() {
-                let entity = match b {
-                    b'&' => "&amp;",
-                    b'<' => "&lt;",
-                    b'>' => "&gt;",
-                    b'"' => "&#34;",
-                    b'\'' => "&#39;",
-                    _ => continue,
-                };
-                out.write_str(&s[last..i])?;
-                out.write_str(entity)?;
-                last = i + 1;
-            }
-            out.write_str(&s[last..])
-        })();
+        let wrote = super::segments::write_escaped_html(s, |piece| out.write_str(piece));
         return wrote.map_err(|_| minijinja::Error::new(ErrorKind::WriteFailure, "write failed"));
     }
     minijinja::escape_formatter(out, state, value)
