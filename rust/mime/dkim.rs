@@ -220,6 +220,7 @@ impl DkimSigner {
         // The signature covers the signed headers and this header with an empty b=,
         // canonicalized the way a verifier will see it, without its final CRLF.
         relaxed_header(&mut canonical, &header);
+        canonical.truncate(canonical.len() - 2);
         let signature = self.sign_bytes(&canonical)?;
         let encoded = B64.encode(signature);
         for (i, piece) in encoded.as_bytes().chunks(FOLD).enumerate() {
@@ -359,8 +360,7 @@ fn push_field<'a>(fields: &mut Vec<Field<'a>>, raw: &'a [u8]) {
 
 /// Relaxed header canonicalization (RFC 6376 3.4.2) of one field, appended to `out`: name
 /// lower-cased, unfolded, whitespace runs made one space, none around the colon or at
-/// the end; each field ends in CRLF except the DKIM-Signature being signed, which the
-/// caller passes last and whose CRLF is then dropped.
+/// the end, CRLF after it.
 fn relaxed_header(out: &mut Vec<u8>, raw: &[u8]) {
     let colon = raw.iter().position(|b| *b == b':').unwrap_or(raw.len());
     let name = raw[..colon].trim_ascii_end();
@@ -383,9 +383,7 @@ fn relaxed_header(out: &mut Vec<u8>, raw: &[u8]) {
             }
         }
     }
-    if !raw.starts_with(b"DKIM-Signature:") {
-        out.extend_from_slice(b"\r\n");
-    }
+    out.extend_from_slice(b"\r\n");
 }
 
 /// Splits a message into its header block and a running relaxed body hash.
