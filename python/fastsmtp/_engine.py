@@ -170,11 +170,17 @@ class Engine:
             self._drained.clear()
 
     def _count(self, status: str) -> None:
-        if status == "accepted":  # the common case, without a call
-            self.stats.accepted += 1
-        else:
-            _bump(self.stats, status)
+        if status == "accepted":
+            self._count_accepted(1)
+            return
+        _bump(self.stats, status)
         self._outstanding -= 1
+        if self._outstanding == 0 and self._drained is not None:
+            self._drained.set()
+
+    def _count_accepted(self, n: int) -> None:
+        self.stats.accepted += n
+        self._outstanding -= n
         if self._outstanding == 0 and self._drained is not None:
             self._drained.set()
 
@@ -339,21 +345,11 @@ class Engine:
             counted(1)
 
         def accepted(n: int) -> None:
-            # Without on_result nobody reads a Result: accepted recipients are only counted
-            # (once per message, so what _count and counted() do is inlined here).
-            nonlocal outstanding, room_wanted
-            self.stats.accepted += n
-            self._outstanding -= n
-            if self._outstanding == 0 and self._drained is not None:
-                self._drained.set()
+            # Without on_result nobody reads a Result: accepted recipients are only counted.
+            self._count_accepted(n)
             report.total += n
             report.accepted += n
-            outstanding -= n
-            if outstanding == 0:
-                all_done.set()
-            if room_wanted and outstanding < limit:
-                room_wanted = False
-                room.set()
+            counted(n)
 
         on_accepted = accepted if on_result is None else None
 

@@ -30,6 +30,7 @@ from fastsmtp._errors import (
     TLSRequiredError,
 )
 from fastsmtp._jobs import Job, settle
+from fastsmtp._models import Status
 from fastsmtp._ratelimit import TokenBucket
 from fastsmtp._stats import Stats
 
@@ -108,14 +109,20 @@ class Pool:
         """Give every job not yet handed to a server (queued, or waiting for a retry) a
         ``failed`` Result now; returns how many recipients that was. Work already on a
         connection finishes normally."""
+        count = self._drop_retries("failed", reason)
+        count += sum(len(job.recipients) for job in self.queue)
+        self.fail_queued(reason)
+        return count
+
+    def _drop_retries(self, status: Status, reason: str) -> int:
+        """Cancel every pending retry and give its recipients their final result now;
+        returns how many recipients that was."""
         count = 0
         timers, self._retry_timers = self._retry_timers, {}
         for handle, job in timers.items():
             handle.cancel()
             count += len(job.recipients)
-            job.finish_all("failed", None, reason)
-        count += sum(len(job.recipients) for job in self.queue)
-        self.fail_queued(reason)
+            job.finish_all(status, None, reason)
         return count
 
     # -- outcomes -----------------------------------------------------------------------
@@ -311,10 +318,7 @@ class Pool:
         self._closing = True
         # Normally nothing is waiting here (the engine drains first); if the caller gave up
         # waiting, every job still gets its one final result.
-        timers, self._retry_timers = self._retry_timers, {}
-        for handle, job in timers.items():
-            handle.cancel()
-            job.finish_all("deferred", None, "engine closed before the retry was due")
+        self._drop_retries("deferred", "engine closed before the retry was due")
         self.fail_queued("engine closed before the message was sent")
         # Wake idle workers last: fail_queued clears the event, and a waiter whose wait has
         # not started yet would miss a set() that came before the clear.
