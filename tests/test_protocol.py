@@ -92,12 +92,57 @@ def test_transaction_events() -> None:
         b"250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n550 5.1.1 nope\r\n250 2.0.0 Ok: queued as X\r\n"
     )
     assert isinstance(result, core.TransactionResult)
-    assert result.txn_id == 7
+    assert result.tag == 7
     assert result.mail_reply.code == 250
     assert [r.code for r in result.rcpt_replies] == [250, 550]
     assert result.data_reply.text == "Ok: queued as X"
     assert conn.in_flight == 0 and conn.bytes_in_flight == 0
-    assert "TransactionResult(txn_id=7" in repr(result)
+    assert "TransactionResult(tag=7" in repr(result)
+
+
+def test_tags_come_back_as_the_same_objects() -> None:
+    conn = ready()
+    tags = [object(), {"job": 1}]
+    for tag in tags:
+        conn.submit(tag, sender="a@example.org", recipients=["b@example.org"], body=b"x")
+    conn.data_to_send()
+    events = conn.receive_data(b"250 ok\r\n250 ok\r\n250 ok\r\n" * 2)
+    assert [e.tag for e in events if isinstance(e, core.TransactionResult)] == tags
+    assert all(a is b for a, b in zip((e.tag for e in events), tags, strict=True))
+
+
+def test_on_accepted_counts_instead_of_results() -> None:
+    conn = ready()
+    first: list[int] = []
+    second: list[int] = []
+
+    on_first = first.append
+    for tag in range(3):
+        conn.submit(
+            tag,
+            sender="a@b.org",
+            recipients=["x@b.org", "y@b.org"],
+            body=b"x",
+            on_accepted=on_first,
+        )
+    conn.submit(3, sender="a@b.org", recipients=["x@b.org"], body=b"x", on_accepted=second.append)
+    conn.submit(4, sender="a@b.org", recipients=["x@b.org"], body=b"x", on_accepted=on_first)
+    conn.submit(5, sender="a@b.org", recipients=["x@b.org"], body=b"x")
+    conn.data_to_send()
+    ok2 = b"250 ok\r\n250 ok\r\n250 ok\r\n250 ok\r\n"
+    ok1 = b"250 ok\r\n250 ok\r\n250 ok\r\n"
+    # 0-2 accepted (merged), 3 accepted with another callback, 4 refused at RCPT, 5 has
+    # no callback: a result.
+    events = conn.receive_data(ok2 * 3 + ok1 + b"250 ok\r\n550 no\r\n554 no data\r\n" + ok1)
+    kinds = [type(e).__name__ for e in events]
+    assert kinds == ["Accepted", "Accepted", "TransactionResult", "TransactionResult"]
+    merged, other, refused, plain = events
+    assert (merged.on_accepted, merged.recipients) == (on_first, 6)
+    assert other.recipients == 1 and other.on_accepted == second.append
+    assert refused.tag == 4 and not refused.all_positive
+    assert plain.tag == 5 and plain.all_positive
+    assert conn.in_flight == 0 and first == [] and second == []  # the caller calls them
+    assert "Accepted(recipients=6)" in repr(merged)
 
 
 def test_abort_then_closed_events() -> None:
@@ -112,8 +157,8 @@ def test_abort_then_closed_events() -> None:
         core.Closed,
     ]
     first, second, closed = events
-    assert (first.txn_id, first.end_of_data_sent, first.reason) == (1, True, "421")
-    assert (second.txn_id, second.end_of_data_sent) == (2, False)
+    assert (first.tag, first.end_of_data_sent, first.reason) == (1, True, "421")
+    assert (second.tag, second.end_of_data_sent) == (2, False)
     assert first.reply.code == 421 and closed.reply.enhanced_code == "4.3.2"
     assert closed.reason == "421" and closed.error is None
     assert conn.is_closed and not conn.is_ready
@@ -191,8 +236,6 @@ def test_submit_errors() -> None:
         conn.submit(1, sender="a@b.c", body=b"x")
     with pytest.raises(TypeError):
         conn.submit(1, b"not a message")  # type: ignore[arg-type]
-    with pytest.raises(OverflowError):
-        conn.submit(-1, sender="a@b.c", recipients=["d@e.f"], body=b"x")
     assert conn.data_to_send() == b"" and conn.in_flight == 0
     with pytest.raises(LocalProtocolError):
         core.ClientConnection("bad host name")
@@ -264,7 +307,7 @@ def test_receive_data_never_raises(ehlo: bytes, recipients: list[int], chunks: l
         conn.data_to_send()
         events.extend(conn.receive_data(chunk))
     ids = sorted(
-        e.txn_id for e in events if isinstance(e, core.TransactionResult | core.TransactionAborted)
+        e.tag for e in events if isinstance(e, core.TransactionResult | core.TransactionAborted)
     )
     assert ids == list(range(len(recipients)))
     assert isinstance(events[-1], core.Closed)

@@ -77,12 +77,12 @@ class Wire(asyncio.Protocol):
         return self.of_type(cls)
 
     async def results(self, count: int, within: float = 30.0) -> dict[int, Any]:
-        """Wait for ``count`` TransactionResult/TransactionAborted events, by txn_id."""
+        """Wait for ``count`` TransactionResult/TransactionAborted events, by tag."""
         kinds = (core.TransactionResult, core.TransactionAborted)
         await self.wait_until(
             lambda: sum(isinstance(e, kinds) for e in self.events) >= count, within
         )
-        return {e.txn_id: e for e in self.events if isinstance(e, kinds)}
+        return {e.tag: e for e in self.events if isinstance(e, kinds)}
 
     async def starttls(self, context: ssl.SSLContext, server_hostname: str = "127.0.0.1") -> None:
         """STARTTLS, upgrade the transport, EHLO again; returns once Ready again."""

@@ -38,7 +38,9 @@ CLOSE_TIMEOUT = 5.0
 Settled = Callable[["Connection", Job, Any], None]
 """Called with (connection, job, TransactionResult | TransactionAborted)."""
 
-_TXN_EVENTS = (core.TransactionResult, core.TransactionAborted)
+_ACCEPTED = core.Accepted
+_RESULT = core.TransactionResult
+_ABORTED = core.TransactionAborted
 _HANDSHAKE_EVENTS = (
     core.Ready,
     core.StartTlsReady,
@@ -71,7 +73,6 @@ class Connection(asyncio.Protocol):
         self.on_settled = on_settled
         self.core = core.ClientConnection(config.ehlo_name)
         self.transport: asyncio.Transport | None = None
-        self.jobs: dict[int, Job] = {}
         self.submitted = 0
         self.closed = False
         self.close_reason = ""
@@ -133,20 +134,14 @@ class Connection(asyncio.Protocol):
         if out and self.transport is not None and not self.transport.is_closing():
             self.bytes_sent += len(out)
             self.transport.write(out)
+        if not events:
+            return
         for event in events:
-            if isinstance(event, _TXN_EVENTS):
-                job = self.jobs.pop(event.txn_id)
-                self.on_settled(self, job, event)
-                if not self.jobs:
-                    self._nothing_in_flight.set()
-                # len(self.jobs) is the core's in_flight, without a call per event
-                if (
-                    self._capacity_cleared
-                    and len(self.jobs) <= self.window // 2
-                    and self._below_low_water()
-                ):
-                    self._capacity_cleared = False
-                    self._capacity.set()
+            kind = type(event)  # exact classes: cheaper than isinstance, once per event
+            if kind is _ACCEPTED:
+                event.on_accepted(event.recipients)  # type: ignore[union-attr]
+            elif kind is _RESULT or kind is _ABORTED:
+                self.on_settled(self, event.tag, event)  # type: ignore[union-attr]
             elif isinstance(event, core.Closed):
                 self.close_reason = event.reason
                 if event.error is not None:
@@ -161,6 +156,18 @@ class Connection(asyncio.Protocol):
                     # The greeting and the EHLO reply can both arrive before _setup() waits
                     # for them (a busy loop between connection_made and _expect): keep it.
                     self._early_events.append(event)
+        in_flight = self.core.in_flight
+        if not in_flight:
+            self._nothing_in_flight.set()
+        if (
+            self._capacity_cleared
+            and in_flight <= self.window // 2
+            and self.core.bytes_in_flight <= self.config.window_bytes // 2
+        ):
+            # A full window is refilled once half of it has drained, not one slot at a
+            # time: each worker wake-up then submits a large group.
+            self._capacity_cleared = False
+            self._capacity.set()
 
     def _mark_closed(self, reason: str) -> None:
         if self.closed:
@@ -177,11 +184,6 @@ class Connection(asyncio.Protocol):
         self._nothing_in_flight.set()
         if self._watchdog is not None:
             self._watchdog.cancel()
-        # Anything still mapped never got an event (the core reports aborts before Closed,
-        # so this only happens if the socket died before the core knew of the work).
-        for job in list(self.jobs.values()):
-            self.on_settled(self, job, None)
-        self.jobs.clear()
 
     def charge_abort(self) -> bool:
         """True for the first transaction aborted on this connection, False afterwards.
@@ -344,14 +346,6 @@ class Connection(asyncio.Protocol):
             and self.core.bytes_in_flight < self.config.window_bytes
         )
 
-    def _below_low_water(self) -> bool:
-        # A full window is refilled once half of it has drained, not one slot at a time:
-        # each worker wake-up then submits a large group instead of one or two messages.
-        return (
-            self.core.in_flight <= self.window // 2
-            and self.core.bytes_in_flight <= self.config.window_bytes // 2
-        )
-
     async def wait_capacity(self) -> None:
         """Wait until the window has room and the transport takes more writes."""
         while not self.closed and not self._has_capacity():
@@ -368,7 +362,7 @@ class Connection(asyncio.Protocol):
 
     def idle_for(self) -> float:
         """Seconds since the last byte from the server, when nothing is in flight."""
-        return 0.0 if self.jobs else self._loop.time() - self._last_activity
+        return 0.0 if self.core.in_flight else self._loop.time() - self._last_activity
 
     async def check_alive(self) -> bool:
         """NOOP and wait for its reply: False (and the connection closed) when it does not
@@ -391,22 +385,28 @@ class Connection(asyncio.Protocol):
         return max(0, self.window - self.core.in_flight) if self._has_capacity() else 0
 
     def submit(self, job: Job) -> None:
-        """Queue one transaction; call flush() after a group of submits."""
-        txn_id = next(self._ids)
+        """Queue one transaction; call flush() after a group of submits. The job comes back
+        as the ``tag`` of its TransactionResult or TransactionAborted, or, when it has
+        ``on_accepted`` and every recipient was accepted, only as a count in an Accepted
+        event (no per-transaction object on the common path)."""
         message = job.message
         if not job.explicit_envelope:
-            self.core.submit(txn_id, message)  # type: ignore[arg-type]  # a BuiltMessage
+            self.core.submit(job, message, on_accepted=job.on_accepted)  # type: ignore[arg-type]
         else:
             self.core.submit(
-                txn_id,
+                job,
                 sender=message.envelope_sender,
                 recipients=job.recipients,
                 body=message.as_bytes(),
+                on_accepted=job.on_accepted,
             )
-        if not self.jobs:
-            self._nothing_in_flight.clear()
-        self.jobs[txn_id] = job
         self.submitted += 1
+
+    def flush(self) -> None:
+        """Write what the submits since the last flush framed."""
+        if self.core.in_flight:
+            self._nothing_in_flight.clear()
+        self._flush()
 
     def _flush(self) -> None:
         out = self.core.data_to_send()
@@ -414,11 +414,9 @@ class Connection(asyncio.Protocol):
             self.bytes_sent += len(out)
             self.transport.write(out)
 
-    flush = _flush
-
     @property
     def in_flight(self) -> int:
-        return len(self.jobs)
+        return int(self.core.in_flight)
 
     # -- shutdown and timeouts ------------------------------------------------------------
 
@@ -431,7 +429,7 @@ class Connection(asyncio.Protocol):
         if self.closed:
             return
         loop = asyncio.get_running_loop()
-        if self.jobs and loop.time() - self._last_activity > self.config.reply_timeout_s:
+        if self.core.in_flight and loop.time() - self._last_activity > self.config.reply_timeout_s:
             self.abort(f"no reply within {self.config.reply_timeout_s:g}s")
             return
         self._arm_watchdog()

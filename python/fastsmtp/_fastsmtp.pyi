@@ -5,11 +5,12 @@ by the core are the classes of ``fastsmtp._errors`` (InvalidMessage, TemplateErr
 LocalProtocolError, RemoteProtocolError).
 """
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, final
 
 __version__: str
 __all__ = [
+    "Accepted",
     "AuthFailed",
     "AuthSucceeded",
     "BuiltMessage",
@@ -278,7 +279,8 @@ class TransactionResult:
     delivered anyway; such a transaction is retried once after RSET when it was not.)"""
 
     @property
-    def txn_id(self) -> int: ...
+    def tag(self) -> Any:
+        """The ``tag`` given to submit()."""
     @property
     def mail_reply(self) -> Reply: ...
     @property
@@ -301,7 +303,8 @@ class TransactionAborted:
     been handed to the transport: the server may have accepted the message."""
 
     @property
-    def txn_id(self) -> int: ...
+    def tag(self) -> Any:
+        """The ``tag`` given to submit()."""
     @property
     def end_of_data_sent(self) -> bool: ...
     @property
@@ -329,6 +332,19 @@ class Closed:
     def error(self) -> Exception | None:
         """A RemoteProtocolError instance when the server broke the protocol."""
 
+@final
+class Accepted:
+    """Transactions submitted with ``on_accepted`` whose MAIL, every RCPT and end of data
+    were answered 2xx/3xx: reported by count instead of one TransactionResult each.
+    Consecutive ones with the same callback are merged into one event."""
+
+    @property
+    def on_accepted(self) -> Callable[[int], object]:
+        """The callback given to submit(); call it with ``recipients``."""
+    @property
+    def recipients(self) -> int:
+        """How many recipients these transactions delivered to."""
+
 Event = (
     Ready
     | StartTlsReady
@@ -338,6 +354,7 @@ Event = (
     | NoopReplied
     | TransactionResult
     | TransactionAborted
+    | Accepted
     | Closed
 )
 
@@ -380,20 +397,25 @@ class ClientConnection:
         ``allow_plaintext`` is False, or when the mechanism is not offered."""
     def submit(
         self,
-        txn_id: int,
+        tag: object,
         message: BuiltMessage | None = None,
         *,
         sender: str | None = None,
         recipients: Sequence[str] | None = None,
         body: bytes | None = None,
+        on_accepted: Callable[[int], object] | None = None,
     ) -> None:
         """Queue one transaction: either a BuiltMessage, or sender + recipients + raw body
         (bare CR or LF in a raw body is normalized to CRLF, and a final CRLF is
         added when missing: a bare CR or LF never reaches the wire). Raises
         SMTPUTF8Required if the message needs SMTPUTF8 and the server lacks it, and
         InvalidMessage if it exceeds the server's SIZE or an address holds a space, "<",
-        ">" or a control character (``field`` names it). Only after Ready. ``txn_id`` is
-        any int in 0..2**64; a BuiltMessage's bytes are written from it without a copy."""
+        ">" or a control character (``field`` names it). Only after Ready. ``tag`` is any
+        object (the caller's job): it comes back as the ``tag`` of the transaction's one
+        TransactionResult or TransactionAborted, so the caller keeps no table of its own.
+        With ``on_accepted``, a transaction whose every reply was positive gets no
+        TransactionResult: it is counted in an Accepted event instead. A BuiltMessage's
+        bytes are written from it without a copy."""
     def noop(self) -> None:
         """Queue NOOP (only when ready and idle): a health check for a connection that sat
         unused; answered by NoopReplied. Transactions submitted meanwhile follow it."""

@@ -6,6 +6,7 @@
 //! panic inside `receive_data` (a bug: the parser is fuzzed never to panic) is caught and
 //! turned into a closed connection rather than crossing into Python.
 
+use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
@@ -291,7 +292,7 @@ impl PyCommandFailed {
 /// The outcome of one submitted transaction.
 #[pyclass(frozen, module = "fastsmtp._fastsmtp", name = "TransactionResult")]
 pub struct PyTransactionResult {
-    txn_id: u64,
+    tag: Py<PyAny>,
     mail_reply: Reply,
     rcpt_replies: Vec<Option<Reply>>,
     data_reply: Option<Reply>,
@@ -300,8 +301,8 @@ pub struct PyTransactionResult {
 #[pymethods]
 impl PyTransactionResult {
     #[getter]
-    fn txn_id(&self) -> u64 {
-        self.txn_id
+    fn tag(&self, py: Python<'_>) -> Py<PyAny> {
+        self.tag.clone_ref(py)
     }
     #[getter]
     fn mail_reply(&self) -> PyReply {
@@ -322,22 +323,17 @@ impl PyTransactionResult {
     /// then needs only `data_reply`).
     #[getter]
     fn all_positive(&self) -> bool {
-        self.mail_reply.is_positive()
-            && self.data_reply.as_ref().is_some_and(Reply::is_positive)
-            && self
-                .rcpt_replies
-                .iter()
-                .all(|r| r.as_ref().is_some_and(Reply::is_positive))
+        all_positive(&self.mail_reply, &self.rcpt_replies, &self.data_reply)
     }
-    fn __repr__(&self) -> String {
+    fn __repr__(&self, py: Python<'_>) -> String {
         let rcpts: Vec<String> = self
             .rcpt_replies
             .iter()
             .map(|r| r.as_ref().map_or("None".into(), |r| r.code.to_string()))
             .collect();
         format!(
-            "TransactionResult(txn_id={}, mail={}, rcpt=[{}], data={})",
-            self.txn_id,
+            "TransactionResult(tag={}, mail={}, rcpt=[{}], data={})",
+            tag_repr(py, &self.tag),
             self.mail_reply.code,
             rcpts.join(", "),
             self.data_reply
@@ -350,7 +346,7 @@ impl PyTransactionResult {
 /// The connection ended before this transaction got its final reply.
 #[pyclass(frozen, module = "fastsmtp._fastsmtp", name = "TransactionAborted")]
 pub struct PyTransactionAborted {
-    txn_id: u64,
+    tag: Py<PyAny>,
     end_of_data_sent: bool,
     reason: String,
     reply: Option<Reply>,
@@ -359,8 +355,8 @@ pub struct PyTransactionAborted {
 #[pymethods]
 impl PyTransactionAborted {
     #[getter]
-    fn txn_id(&self) -> u64 {
-        self.txn_id
+    fn tag(&self, py: Python<'_>) -> Py<PyAny> {
+        self.tag.clone_ref(py)
     }
     #[getter]
     fn end_of_data_sent(&self) -> bool {
@@ -374,10 +370,10 @@ impl PyTransactionAborted {
     fn reply(&self) -> Option<PyReply> {
         self.reply.as_ref().map(reply)
     }
-    fn __repr__(&self) -> String {
+    fn __repr__(&self, py: Python<'_>) -> String {
         format!(
-            "TransactionAborted(txn_id={}, end_of_data_sent={}, reason={:?})",
-            self.txn_id,
+            "TransactionAborted(tag={}, end_of_data_sent={}, reason={:?})",
+            tag_repr(py, &self.tag),
             py_bool(self.end_of_data_sent),
             self.reason
         )
@@ -411,7 +407,39 @@ impl PyClosed {
     }
 }
 
-/// Convert one core event into its Python class.
+/// Whether MAIL, every RCPT and the end of data were answered 2xx or 3xx.
+fn all_positive(mail: &Reply, rcpts: &[Option<Reply>], data: &Option<Reply>) -> bool {
+    mail.is_positive()
+        && data.as_ref().is_some_and(Reply::is_positive)
+        && rcpts
+            .iter()
+            .all(|r| r.as_ref().is_some_and(Reply::is_positive))
+}
+
+fn tag_repr(py: Python<'_>, tag: &Py<PyAny>) -> String {
+    tag.bind(py)
+        .repr()
+        .map_or_else(|_| "?".into(), |r| r.to_string())
+}
+
+/// Recipients accepted by transactions submitted with the same `on_accepted`, reported
+/// together: the count-only path needs no per-transaction object (see `submit`).
+#[pyclass(frozen, module = "fastsmtp._fastsmtp", name = "Accepted")]
+pub struct PyAccepted {
+    #[pyo3(get)]
+    on_accepted: Py<PyAny>,
+    #[pyo3(get)]
+    recipients: usize,
+}
+
+#[pymethods]
+impl PyAccepted {
+    fn __repr__(&self) -> String {
+        format!("Accepted(recipients={})", self.recipients)
+    }
+}
+
+/// Convert one core event (other than a transaction's) into its Python class.
 fn event_to_py(py: Python<'_>, event: Event) -> PyResult<Py<PyAny>> {
     Ok(match event {
         Event::Ready {
@@ -432,36 +460,9 @@ fn event_to_py(py: Python<'_>, event: Event) -> PyResult<Py<PyAny>> {
         Event::CommandFailed { command, reply } => {
             Py::new(py, PyCommandFailed { command, reply })?.into_any()
         }
-        Event::TransactionResult {
-            txn_id,
-            mail_reply,
-            rcpt_replies,
-            data_reply,
-        } => Py::new(
-            py,
-            PyTransactionResult {
-                txn_id,
-                mail_reply,
-                rcpt_replies,
-                data_reply,
-            },
-        )?
-        .into_any(),
-        Event::TransactionAborted {
-            txn_id,
-            end_of_data_sent,
-            reason,
-            reply,
-        } => Py::new(
-            py,
-            PyTransactionAborted {
-                txn_id,
-                end_of_data_sent,
-                reason,
-                reply,
-            },
-        )?
-        .into_any(),
+        Event::TransactionResult { .. } | Event::TransactionAborted { .. } => {
+            unreachable!("transaction events are converted with their tag")
+        }
         Event::Closed {
             reason,
             reply,
@@ -485,22 +486,101 @@ fn event_to_py(py: Python<'_>, event: Event) -> PyResult<Py<PyAny>> {
     })
 }
 
+/// What the binding keeps per transaction in flight: the caller's tag, returned in its
+/// event, and the optional count-only callback.
+struct Slot {
+    txn_id: u64,
+    tag: Py<PyAny>,
+    on_accepted: Option<Py<PyAny>>,
+}
+
 /// A sans-IO SMTP client connection (see the stub file for the full contract).
+///
+/// The core numbers transactions; this binding maps the numbers back to the caller's tags
+/// (any Python object, usually its job), so the caller keeps no table of its own.
 #[pyclass(module = "fastsmtp._fastsmtp", name = "ClientConnection")]
-pub struct PyClientConnection(ClientConnection);
+pub struct PyClientConnection {
+    conn: ClientConnection,
+    next_txn_id: u64,
+    /// In submit order; replies resolve transactions in that order, so the one looked up
+    /// is almost always at the front.
+    slots: VecDeque<Slot>,
+}
+
+impl PyClientConnection {
+    fn take_slot(&mut self, py: Python<'_>, txn_id: u64) -> Slot {
+        let at = if self.slots.front().is_some_and(|s| s.txn_id == txn_id) {
+            Some(0)
+        } else {
+            self.slots.iter().position(|s| s.txn_id == txn_id)
+        };
+        at.and_then(|i| self.slots.remove(i))
+            .unwrap_or_else(|| Slot {
+                // Unreachable: the core only reports transactions it was given.
+                txn_id,
+                tag: py.None(),
+                on_accepted: None,
+            })
+    }
+}
+
+/// Builds `receive_data`'s list, merging consecutive count-only acceptances that share a
+/// callback into one `Accepted`.
+struct EventList<'py> {
+    list: Bound<'py, PyList>,
+    accepted: Option<(Py<PyAny>, usize)>,
+}
+
+impl<'py> EventList<'py> {
+    fn accept(&mut self, on_accepted: Py<PyAny>, recipients: usize) -> PyResult<()> {
+        if let Some((current, count)) = &mut self.accepted {
+            if current.is(&on_accepted) {
+                *count += recipients;
+                return Ok(());
+            }
+        }
+        self.flush()?;
+        self.accepted = Some((on_accepted, recipients));
+        Ok(())
+    }
+
+    fn push(&mut self, event: Py<PyAny>) -> PyResult<()> {
+        self.flush()?;
+        self.list.append(event)
+    }
+
+    fn flush(&mut self) -> PyResult<()> {
+        if let Some((on_accepted, recipients)) = self.accepted.take() {
+            let py = self.list.py();
+            let event = Py::new(
+                py,
+                PyAccepted {
+                    on_accepted,
+                    recipients,
+                },
+            )?;
+            self.list.append(event)?;
+        }
+        Ok(())
+    }
+}
 
 #[pymethods]
 impl PyClientConnection {
     #[new]
     #[pyo3(signature = (local_hostname = "localhost", *, max_reply_bytes = 65536))]
     fn new(py: Python<'_>, local_hostname: &str, max_reply_bytes: usize) -> PyResult<Self> {
-        ClientConnection::new(local_hostname, max_reply_bytes)
-            .map(PyClientConnection)
-            .map_err(|e| to_py(py, e))
+        let conn =
+            ClientConnection::new(local_hostname, max_reply_bytes).map_err(|e| to_py(py, e))?;
+        Ok(PyClientConnection {
+            conn,
+            next_txn_id: 0,
+            slots: VecDeque::new(),
+        })
     }
 
     fn receive_data<'py>(&mut self, py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, PyList>> {
-        let conn = &mut self.0;
+        let conn = &mut self.conn;
         let events = match catch_unwind(AssertUnwindSafe(|| conn.receive_data(data))) {
             Ok(events) => events,
             Err(panic) => {
@@ -512,23 +592,64 @@ impl PyClientConnection {
                 conn.internal_error(&what)
             }
         };
-        let list = PyList::empty(py);
+        let mut out = EventList {
+            list: PyList::empty(py),
+            accepted: None,
+        };
         for event in events {
-            list.append(event_to_py(py, event)?)?;
+            match event {
+                Event::TransactionResult {
+                    txn_id,
+                    mail_reply,
+                    rcpt_replies,
+                    data_reply,
+                } => {
+                    let slot = self.take_slot(py, txn_id);
+                    if let Some(on_accepted) = slot.on_accepted {
+                        if all_positive(&mail_reply, &rcpt_replies, &data_reply) {
+                            out.accept(on_accepted, rcpt_replies.len())?;
+                            continue;
+                        }
+                    }
+                    let result = PyTransactionResult {
+                        tag: slot.tag,
+                        mail_reply,
+                        rcpt_replies,
+                        data_reply,
+                    };
+                    out.push(Py::new(py, result)?.into_any())?;
+                }
+                Event::TransactionAborted {
+                    txn_id,
+                    end_of_data_sent,
+                    reason,
+                    reply,
+                } => {
+                    let aborted = PyTransactionAborted {
+                        tag: self.take_slot(py, txn_id).tag,
+                        end_of_data_sent,
+                        reason,
+                        reply,
+                    };
+                    out.push(Py::new(py, aborted)?.into_any())?;
+                }
+                other => out.push(event_to_py(py, other)?)?,
+            }
         }
-        Ok(list)
+        out.flush()?;
+        Ok(out.list)
     }
 
     fn data_to_send<'py>(&mut self, py: Python<'py>) -> Bound<'py, PyBytes> {
-        self.0.with_data_to_send(|bytes| PyBytes::new(py, bytes))
+        self.conn.with_data_to_send(|bytes| PyBytes::new(py, bytes))
     }
 
     fn starttls(&mut self, py: Python<'_>) -> PyResult<()> {
-        self.0.starttls().map_err(|e| to_py(py, e))
+        self.conn.starttls().map_err(|e| to_py(py, e))
     }
 
     fn tls_established(&mut self, py: Python<'_>) -> PyResult<()> {
-        self.0.tls_established().map_err(|e| to_py(py, e))
+        self.conn.tls_established().map_err(|e| to_py(py, e))
     }
 
     #[pyo3(signature = (mechanism, username, secret, *, allow_plaintext = false))]
@@ -540,20 +661,22 @@ impl PyClientConnection {
         secret: &str,
         allow_plaintext: bool,
     ) -> PyResult<()> {
-        self.0
+        self.conn
             .auth(mechanism, username, secret, allow_plaintext)
             .map_err(|e| to_py(py, e))
     }
 
-    #[pyo3(signature = (txn_id, message = None, *, sender = None, recipients = None, body = None))]
+    #[pyo3(signature = (tag, message = None, *, sender = None, recipients = None, body = None, on_accepted = None))]
+    #[allow(clippy::too_many_arguments)]
     fn submit(
         &mut self,
         py: Python<'_>,
-        txn_id: u64,
+        tag: Py<PyAny>,
         message: Option<&Bound<'_, PyAny>>,
         sender: Option<&str>,
         recipients: Option<Vec<String>>,
         body: Option<&[u8]>,
+        on_accepted: Option<Py<PyAny>>,
     ) -> PyResult<()> {
         let tx = match (message, sender, recipients, body) {
             (Some(message), None, None, None) => transaction_from_message(message)?,
@@ -566,46 +689,54 @@ impl PyClientConnection {
                 ))
             }
         };
-        self.0.submit(txn_id, tx).map_err(|e| to_py(py, e))
+        let txn_id = self.next_txn_id;
+        self.conn.submit(txn_id, tx).map_err(|e| to_py(py, e))?;
+        self.next_txn_id += 1;
+        self.slots.push_back(Slot {
+            txn_id,
+            tag,
+            on_accepted,
+        });
+        Ok(())
     }
 
     fn noop(&mut self, py: Python<'_>) -> PyResult<()> {
-        self.0.noop().map_err(|e| to_py(py, e))
+        self.conn.noop().map_err(|e| to_py(py, e))
     }
 
     fn quit(&mut self, py: Python<'_>) -> PyResult<()> {
-        self.0.quit().map_err(|e| to_py(py, e))
+        self.conn.quit().map_err(|e| to_py(py, e))
     }
 
     #[getter]
     fn capabilities(&self) -> Option<PyCapabilities> {
-        self.0.capabilities().cloned().map(PyCapabilities)
+        self.conn.capabilities().cloned().map(PyCapabilities)
     }
     #[getter]
     fn tls_active(&self) -> bool {
-        self.0.tls_active()
+        self.conn.tls_active()
     }
     #[getter]
     fn in_flight(&self) -> usize {
-        self.0.in_flight()
+        self.conn.in_flight()
     }
     #[getter]
     fn bytes_in_flight(&self) -> usize {
-        self.0.bytes_in_flight()
+        self.conn.bytes_in_flight()
     }
     #[getter]
     fn is_ready(&self) -> bool {
-        self.0.is_ready()
+        self.conn.is_ready()
     }
     #[getter]
     fn is_closed(&self) -> bool {
-        self.0.is_closed()
+        self.conn.is_closed()
     }
     fn __repr__(&self) -> String {
         format!(
             "<ClientConnection state={:?} in_flight={}>",
-            self.0.state(),
-            self.0.in_flight()
+            self.conn.state(),
+            self.conn.in_flight()
         )
     }
 }
@@ -671,6 +802,7 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyCommandFailed>()?;
     m.add_class::<PyTransactionResult>()?;
     m.add_class::<PyTransactionAborted>()?;
+    m.add_class::<PyAccepted>()?;
     m.add_class::<PyClosed>()?;
     m.add_class::<PyClientConnection>()?;
     // The stubs' `Event` alias, a real union at runtime: `isinstance(e, Event)` works.
@@ -682,6 +814,8 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
         m.getattr("CommandFailed")?,
         m.getattr("TransactionResult")?,
         m.getattr("TransactionAborted")?,
+        m.getattr("NoopReplied")?,
+        m.getattr("Accepted")?,
         m.getattr("Closed")?,
     ];
     let or = m.py().import("operator")?.getattr("or_")?;
