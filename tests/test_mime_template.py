@@ -269,3 +269,52 @@ def test_rendered_round_trip(first: str, code: str, body: str) -> None:
         .replace("'", "&#39;")
     )
     assert body_text(msg, "html") == f"<p>{escaped}</p>\n"
+
+
+def _without_random_headers(message: bytes) -> bytes:
+    return b"\r\n".join(
+        line for line in message.split(b"\r\n") if not line.startswith((b"Message-ID:", b"Date:"))
+    )
+
+
+def test_recipients_given_as_addresses_and_dicts_render_like_their_tuples() -> None:
+    """render() reads plain addresses and the usual dicts itself; any other shape goes
+    through ``normalize`` (the engine's _recipient_tuple). Both must give the same
+    messages and the same failures as the normalized tuples."""
+    from fastsmtp._engine import _recipient_tuple
+    from fastsmtp._models import Recipient
+
+    t = template({"first": "F", "code": "C"}, html=None)
+    items: list[Any] = [
+        "ann@example.org",
+        "Ann Example <ann@example.org>",
+        {"address": "bob@example.org", "name": "Bob", "first": "Bobby"},
+        {"address": "bob@example.org", "name": None, "code": 7},
+        {"address": "bob@example.org"},
+        {"email": "eve@example.org", "name": "Eve"},  # the "email" alias
+        {"address": "eve@example.org", "name": 5},  # a name that is not a str
+        {"address": 5},  # an address that is not a str: a failed result
+        {"name": "nobody"},
+        Recipient(address="zed@example.org", name="Zed", data={"first": "Z"}),
+        "not an address",
+    ]
+    direct = t.render(items, _recipient_tuple)
+    via_tuples = t.render([_recipient_tuple(item) for item in items])
+    assert len(direct) == len(via_tuples) == len(items)
+    for item, a, b in zip(items, direct, via_tuples, strict=True):
+        assert type(a) is type(b), item
+        if isinstance(a, Exception):
+            assert str(a) == str(b)
+        else:
+            assert a.recipients == b.recipients
+            assert _without_random_headers(a.as_bytes()) == _without_random_headers(b.as_bytes())
+    assert isinstance(direct[-1], InvalidMessage) and isinstance(direct[7], InvalidMessage)
+    assert b"Hi Bobby," in direct[2].as_bytes()
+    with pytest.raises(TypeError):
+        t.render([Recipient(address="zed@example.org")])  # no normalize for other shapes
+    with pytest.raises(TypeError):
+        t.render([("a@b.org", None, {})], _recipient_tuple)  # not a recipient of a batch
+    with pytest.raises(TypeError):
+        t.render([("a@b.org", None)])
+    with pytest.raises(TypeError):
+        t.render([object()], lambda item: "not a tuple")

@@ -244,10 +244,14 @@ class Engine:
         if self.config.dkim is not None:
             raw = self.config.dkim.sign_bytes(raw, int(time.time()))
         body = RawBody(sender, raw, message_id or "")
-        return await self._send_one(body, addresses)
+        return await self._send_one(body, addresses, explicit_envelope=True)
 
     async def _send_one(
-        self, message: core.BuiltMessage | RawBody, recipients: list[str]
+        self,
+        message: core.BuiltMessage | RawBody,
+        recipients: list[str],
+        *,
+        explicit_envelope: bool = False,
     ) -> list[Result]:
         pool = self._ensure_pool()
         loop = asyncio.get_running_loop()
@@ -264,7 +268,8 @@ class Engine:
                 done_future.set_result(None)
 
         self._track(len(recipients))
-        pool.put(Job(message, recipients, list(range(len(recipients))), done))
+        indexes = list(range(len(recipients)))
+        pool.put(Job(message, recipients, indexes, done, explicit_envelope=explicit_envelope))
         await done_future
         return [r for r in results if r is not None]
 
@@ -369,11 +374,13 @@ class Engine:
                 variable=missing_for_all,
             )
         async for chunk in _chunks(recipients, chunk_size):
-            tuples = [_recipient_tuple(item) for item in chunk]
-            if len(tuples) >= RENDER_IN_THREAD_MIN:
-                rendered = await loop.run_in_executor(None, compiled.render, tuples)
+            # Plain addresses and the usual dicts are read in Rust; anything else goes
+            # through _recipient_tuple (no Python call per recipient on the common path).
+            if len(chunk) >= RENDER_IN_THREAD_MIN:
+                render = compiled.render
+                rendered = await loop.run_in_executor(None, render, chunk, _recipient_tuple)
             else:
-                rendered = compiled.render(tuples)
+                rendered = compiled.render(chunk, _recipient_tuple)
             if not checked:
                 checked = True
                 _raise_if_all_failed(rendered)
@@ -382,14 +389,12 @@ class Engine:
                 sign = self.config.dkim.sign_all
                 rendered = await loop.run_in_executor(None, sign, rendered, int(time.time()))
             jobs = []
-            for (address, _name, _data), built in zip(tuples, rendered, strict=True):
+            for item, built in zip(chunk, rendered, strict=True):
                 if isinstance(built, Exception):
-                    fail(index, address, built)
+                    fail(index, _recipient_tuple(item)[0], built)
                 else:
                     # .recipients makes a new list on each access: no copy needed.
-                    jobs.append(
-                        Job(built, built.recipients, [index], done, on_accepted=on_accepted)
-                    )
+                    jobs.append(Job(built, built.recipients, [index], done, on_accepted))
                 index += 1
             if jobs:
                 outstanding += len(jobs)

@@ -154,9 +154,15 @@ class Template:
         """Addresses of the parts encoded once for the batch (attachments, then static
         text and html); for tests."""
     def render(
-        self, recipients: Sequence[tuple[str, str | None, dict[str, Any] | None]]
+        self,
+        recipients: Sequence[Any],
+        normalize: Callable[[Any], tuple[str, str | None, dict[str, Any] | None]] | None = None,
     ) -> list[BuiltMessage | Exception]:
-        """Render one message per (address, name, data) recipient, with the GIL released.
+        """Render one message per recipient, with the GIL released. A recipient is an
+        address str, a dict whose "address" is a str and "name" a str or None (the dict is
+        also the data), or an (address, name, data) tuple; with ``normalize``, any item
+        that is neither such a str nor such a dict is passed to it instead, and it returns
+        the tuple.
 
         Template variables: the recipient's data, then ``address``, ``name`` and ``email``,
         then the batch data. Values are HTML-escaped in the html part only, as Jinja2 does
@@ -167,7 +173,7 @@ class Template:
         InvalidMessage(field="subject" | "headers[Name]") when a rendered header value holds
         CR/LF (header injection through data), TemplateError(field, variable) for an
         undefined variable (``variable`` is e.g. "first_name" or "user.first_name").
-        A recipient that is not an (address, name, data) tuple raises TypeError.
+        A recipient of none of these shapes raises TypeError.
         """
 
 # --------------------------------------------------------------------------------------------

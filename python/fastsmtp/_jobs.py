@@ -83,19 +83,21 @@ class Job:
         recipients: list[str],
         indexes: list[int],
         done: Callable[[Result], None],
+        on_accepted: Callable[[int], None] | None = None,
         attempts: int = 0,
         explicit_envelope: bool = False,
-        on_accepted: Callable[[int], None] | None = None,
     ) -> None:
+        # Positional, no checks: send_batch makes one per recipient (keywords and an
+        # isinstance cost twice as much as the assignments).
         self.message = message
         self.recipients = recipients
         self.indexes = indexes
         self.done = done
+        self.on_accepted = on_accepted
         self.attempts = attempts
         # Submit as sender + recipients + bytes rather than the BuiltMessage's own envelope:
         # a retry for some of its recipients only, or a RawBody.
-        self.explicit_envelope = explicit_envelope or isinstance(message, RawBody)
-        self.on_accepted = on_accepted
+        self.explicit_envelope = explicit_envelope
 
     def result(
         self,
@@ -131,9 +133,9 @@ class Job:
             [self.recipients[i] for i in positions],
             [self.indexes[i] for i in positions],
             self.done,
+            self.on_accepted,
             self.attempts,
             explicit_envelope=True,
-            on_accepted=self.on_accepted,
         )
 
 

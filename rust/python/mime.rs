@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use minijinja::Value;
 use pyo3::exceptions::PyTypeError;
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{
     PyBool, PyByteArray, PyBytes, PyDict, PyFloat, PyFrozenSet, PyInt, PyList, PyString, PyTuple,
@@ -296,6 +297,77 @@ pub struct PyTemplate {
     inner: mime::Template,
 }
 
+impl PyTemplate {
+    /// One recipient of `render`: an (address, name, data) tuple, an address, or a dict
+    /// whose "address" is a str and whose "name" is a str or None (the dict is then the
+    /// data as well, like `fastsmtp._engine._recipient_tuple`, which is what `normalize`
+    /// is in the engine). With `normalize`, any other item is passed to it, and it returns
+    /// the tuple.
+    fn recipient(
+        &self,
+        item: &Bound<'_, PyAny>,
+        normalize: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<mime::Recipient> {
+        let variables = Some(self.inner.variables());
+        if let Ok(address) = item.cast::<PyString>() {
+            return Ok(mime::Recipient {
+                address: address.to_str()?.to_owned(),
+                name: None,
+                data: mime::template::Data::new(),
+            });
+        }
+        if let Ok(dict) = item.cast::<PyDict>() {
+            let address = dict.get_item(intern!(item.py(), "address"))?;
+            let name = dict.get_item(intern!(item.py(), "name"))?;
+            if let Some(Ok(address)) = address.as_ref().map(|a| a.cast::<PyString>()) {
+                // None: a name that is neither a str nor None, left to `normalize`.
+                let name: Option<Option<String>> = match &name {
+                    None => Some(None),
+                    Some(n) if n.is_none() => Some(None),
+                    Some(n) => match n.cast::<PyString>() {
+                        Ok(n) => Some(Some(n.to_str()?.to_owned())),
+                        Err(_) => None,
+                    },
+                };
+                if let Some(name) = name {
+                    return Ok(mime::Recipient {
+                        address: address.to_str()?.to_owned(),
+                        name,
+                        data: to_data(Some(item), variables)?,
+                    });
+                }
+            }
+        }
+        let tuple = match (normalize, item.cast::<PyTuple>()) {
+            (Some(normalize), _) => {
+                normalize
+                    .call1((item,))?
+                    .cast_into::<PyTuple>()
+                    .map_err(|_| {
+                        PyTypeError::new_err("normalize must return an (address, name, data) tuple")
+                    })?
+            }
+            (None, Ok(tuple)) => tuple.clone(),
+            (None, Err(_)) => {
+                return Err(PyTypeError::new_err(
+                    "each recipient must be an (address, name, data) tuple, an address \
+                     or a dict with a str \"address\"",
+                ))
+            }
+        };
+        if tuple.len() != 3 {
+            return Err(PyTypeError::new_err(
+                "each recipient must be an (address, name, data) tuple",
+            ));
+        }
+        Ok(mime::Recipient {
+            address: tuple.get_item(0)?.extract()?,
+            name: tuple.get_item(1)?.extract()?,
+            data: to_data(Some(&tuple.get_item(2)?), variables)?,
+        })
+    }
+}
+
 #[pymethods]
 impl PyTemplate {
     #[new]
@@ -323,30 +395,16 @@ impl PyTemplate {
         PyFrozenSet::new(py, self.inner.recipient_variables().iter())
     }
 
+    #[pyo3(signature = (recipients, normalize = None))]
     fn render<'py>(
         &self,
         py: Python<'py>,
         recipients: &Bound<'py, PyAny>,
+        normalize: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyList>> {
         let mut inputs = Vec::with_capacity(recipients.len().unwrap_or(0));
         for item in recipients.try_iter()? {
-            let item = item?;
-            let tuple = item.cast::<PyTuple>().map_err(|_| {
-                PyTypeError::new_err("each recipient must be an (address, name, data) tuple")
-            })?;
-            if tuple.len() != 3 {
-                return Err(PyTypeError::new_err(
-                    "each recipient must be an (address, name, data) tuple",
-                ));
-            }
-            let address: String = tuple.get_item(0)?.extract()?;
-            let name: Option<String> = tuple.get_item(1)?.extract()?;
-            let data = to_data(Some(&tuple.get_item(2)?), Some(self.inner.variables()))?;
-            inputs.push(mime::Recipient {
-                address,
-                name,
-                data,
-            });
+            inputs.push(self.recipient(&item?, normalize)?);
         }
         let results = py.detach(|| self.inner.render_batch(inputs));
         let out = PyList::empty(py);
