@@ -349,11 +349,13 @@ class Engine:
                     callback_failed(exc)
             counted(1)
 
+        quietly_accepted = 0  # added to the report at the end
+
         def accepted(n: int) -> None:
             # Without on_result nobody reads a Result: accepted recipients are only counted.
+            nonlocal quietly_accepted
             self._count_accepted(n)
-            report.total += n
-            report.accepted += n
+            quietly_accepted += n
             counted(n)
 
         on_accepted = accepted if on_result is None else None
@@ -393,8 +395,7 @@ class Engine:
                 if isinstance(built, Exception):
                     fail(index, _recipient_tuple(item)[0], built)
                 else:
-                    # .recipients makes a new list on each access: no copy needed.
-                    jobs.append(Job(built, built.recipients, [index], done, on_accepted))
+                    jobs.append(Job(built, None, [index], done, on_accepted))
                 index += 1
             if jobs:
                 outstanding += len(jobs)
@@ -408,6 +409,8 @@ class Engine:
         await all_done.wait()
         if callbacks:
             await asyncio.gather(*callbacks, return_exceptions=True)
+        report.total += quietly_accepted
+        report.accepted += quietly_accepted
         report.elapsed = time.perf_counter() - started
         return report
 

@@ -68,19 +68,19 @@ class Job:
     """
 
     __slots__ = (
+        "_recipients",
         "attempts",
         "done",
         "explicit_envelope",
         "indexes",
         "message",
         "on_accepted",
-        "recipients",
     )
 
     def __init__(
         self,
         message: BuiltMessage | RawBody,
-        recipients: list[str],
+        recipients: list[str] | None,
         indexes: list[int],
         done: Callable[[Result], None],
         on_accepted: Callable[[int], None] | None = None,
@@ -90,7 +90,7 @@ class Job:
         # Positional, no checks: send_batch makes one per recipient (keywords and an
         # isinstance cost twice as much as the assignments).
         self.message = message
-        self.recipients = recipients
+        self._recipients = recipients
         self.indexes = indexes
         self.done = done
         self.on_accepted = on_accepted
@@ -98,6 +98,14 @@ class Job:
         # Submit as sender + recipients + bytes rather than the BuiltMessage's own envelope:
         # a retry for some of its recipients only, or a RawBody.
         self.explicit_envelope = explicit_envelope
+
+    @property
+    def recipients(self) -> list[str]:
+        """The envelope recipients; None at construction means the BuiltMessage's own
+        (read only when needed: a counted-only job never asks)."""
+        if self._recipients is None:
+            return self.message.recipients  # type: ignore[union-attr]  # a BuiltMessage
+        return self._recipients
 
     def result(
         self,
