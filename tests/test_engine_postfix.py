@@ -143,3 +143,31 @@ async def test_thousand_personalized_messages_with_attachment(
         assert attachment.get_filename() == "invoice.pdf"
         assert attachment.get_content_type() == "application/pdf"
         assert attachment.get_content() == pdf
+
+
+async def test_messages_the_server_cannot_take_fail_alone(
+    postfix_factory: Callable[..., PostfixInstance],
+) -> None:
+    """A message over the server's SIZE and one that needs SMTPUTF8 from a server without it
+    are refused by the protocol core before a byte of them is sent: each gets one ``failed``
+    Result saying why, and the messages around them on the same connection go out."""
+    server = postfix_factory(tls="may", message_size_limit=20_000, smtputf8=False)
+    template = fastsmtp.Message(sender="shop@example.com", subject="Hi", text="{{ body }}\n")
+    fine = [{"address": f"fine{i}@example.org", "body": "short"} for i in range(6)]
+    big = {"address": "big@example.org", "body": "a long line of text\n" * 2000}
+    utf8 = {"address": "jösé@example.org", "body": "short"}
+    results: list[fastsmtp.Result] = []
+    async with engine_for(server, connections=1) as engine:
+        report = await engine.send_batch(
+            template, [*fine[:3], big, utf8, *fine[3:]], on_result=results.append
+        )
+    by_address = {r.recipient: r for r in results}
+    assert len(results) == len(by_address) == 8
+    assert (report.accepted, report.failed) == (6, 2)
+    assert by_address["big@example.org"].status == "failed"
+    assert "SIZE" in by_address["big@example.org"].text
+    assert by_address["jösé@example.org"].status == "failed"
+    assert "SMTPUTF8" in by_address["jösé@example.org"].text
+    assert by_address["big@example.org"].attempts == 1
+    delivered = server.messages_by_address(expected=6, timeout=30)
+    assert sorted(delivered) == sorted(r["address"] for r in fine)

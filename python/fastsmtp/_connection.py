@@ -14,6 +14,7 @@ import contextlib
 import itertools
 import logging
 import ssl
+from collections import deque
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -384,23 +385,39 @@ class Connection(asyncio.Protocol):
             return 0
         return max(0, self.window - self.core.in_flight) if self._has_capacity() else 0
 
-    def submit(self, job: Job) -> None:
-        """Queue one transaction; call flush() after a group of submits. The job comes back
-        as the ``tag`` of its TransactionResult or TransactionAborted, or, when it has
-        ``on_accepted`` and every recipient was accepted, only as a count in an Accepted
-        event (no per-transaction object on the common path)."""
-        message = job.message
-        if not job.explicit_envelope:
-            self.core.submit(job, message, on_accepted=job.on_accepted)  # type: ignore[arg-type]
-        else:
-            self.core.submit(
-                job,
-                sender=message.envelope_sender,
-                recipients=job.recipients,
-                body=message.as_bytes(),
-                on_accepted=job.on_accepted,
-            )
-        self.submitted += 1
+    def submit_from(self, queue: deque[Job], count: int) -> list[tuple[Job, Exception]]:
+        """Take up to ``count`` jobs from the front of ``queue``, count an attempt for each
+        and queue its transaction (call flush() after). Returns the jobs the core refused
+        (InvalidMessage, SMTPUTF8Required, ...) with the exception, in order.
+
+        A job comes back as the ``tag`` of its TransactionResult or TransactionAborted, or,
+        when it has ``on_accepted`` and every recipient was accepted, only as a count in an
+        Accepted event (no per-transaction object on the common path)."""
+        submit = self.core.submit  # one loop for the whole group: no call per job here
+        popleft = queue.popleft
+        refused: list[tuple[Job, Exception]] = []
+        # Closed while the caller waited (e.g. for the rate limit): the jobs stay queued.
+        count = 0 if self.closed else min(count, len(queue))
+        for _ in range(count):
+            job = popleft()
+            job.attempts += 1
+            try:
+                if job.explicit_envelope:
+                    message = job.message
+                    submit(
+                        job,
+                        None,
+                        job.on_accepted,
+                        sender=message.envelope_sender,
+                        recipients=job.recipients,
+                        body=message.as_bytes(),
+                    )
+                else:
+                    submit(job, job.message, job.on_accepted)  # type: ignore[arg-type]
+            except Exception as e:  # the caller gives the job its one result
+                refused.append((job, e))
+        self.submitted += count - len(refused)
+        return refused
 
     def flush(self) -> None:
         """Write what the submits since the last flush framed."""

@@ -268,8 +268,7 @@ class Engine:
                 done_future.set_result(None)
 
         self._track(len(recipients))
-        indexes = list(range(len(recipients)))
-        pool.put(Job(message, recipients, indexes, done, explicit_envelope=explicit_envelope))
+        pool.put(Job(message, recipients, 0, done, explicit_envelope=explicit_envelope))
         await done_future
         return [r for r in results if r is not None]
 
@@ -395,7 +394,7 @@ class Engine:
                 if isinstance(built, Exception):
                     fail(index, _recipient_tuple(item)[0], built)
                 else:
-                    jobs.append(Job(built, None, [index], done, on_accepted))
+                    jobs.append(Job(built, None, index, done, on_accepted))
                 index += 1
             if jobs:
                 outstanding += len(jobs)

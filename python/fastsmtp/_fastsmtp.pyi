@@ -405,11 +405,11 @@ class ClientConnection:
         self,
         tag: object,
         message: BuiltMessage | None = None,
+        on_accepted: Callable[[int], object] | None = None,
         *,
         sender: str | None = None,
         recipients: Sequence[str] | None = None,
         body: bytes | None = None,
-        on_accepted: Callable[[int], object] | None = None,
     ) -> None:
         """Queue one transaction: either a BuiltMessage, or sender + recipients + raw body
         (bare CR or LF in a raw body is normalized to CRLF, and a final CRLF is

@@ -61,18 +61,20 @@ class RawBody:
 class Job:
     """One message and the recipients it still has to reach.
 
-    ``indexes[i]`` is the batch index reported for ``recipients[i]``. ``done`` is called once
+    ``indexes[i]`` is the batch index reported for ``recipients[i]``; an int given for
+    ``indexes`` is the first of consecutive ones (a batch message's one recipient, or every
+    recipient of a ``send``), so no list is made per message. ``done`` is called once
     per recipient with its final Result; a job finishes when every recipient has one. When
     every recipient is accepted and ``on_accepted`` is set, it is called once with their
     number instead (no Result objects: for callers that only count).
     """
 
     __slots__ = (
+        "_indexes",
         "_recipients",
         "attempts",
         "done",
         "explicit_envelope",
-        "indexes",
         "message",
         "on_accepted",
     )
@@ -81,7 +83,7 @@ class Job:
         self,
         message: BuiltMessage | RawBody,
         recipients: list[str] | None,
-        indexes: list[int],
+        indexes: list[int] | int,
         done: Callable[[Result], None],
         on_accepted: Callable[[int], None] | None = None,
         attempts: int = 0,
@@ -91,7 +93,7 @@ class Job:
         # isinstance cost twice as much as the assignments).
         self.message = message
         self._recipients = recipients
-        self.indexes = indexes
+        self._indexes = indexes
         self.done = done
         self.on_accepted = on_accepted
         self.attempts = attempts
@@ -106,6 +108,12 @@ class Job:
         if self._recipients is None:
             return self.message.recipients  # type: ignore[union-attr]  # a BuiltMessage
         return self._recipients
+
+    @property
+    def indexes(self) -> list[int]:
+        if isinstance(self._indexes, int):
+            return list(range(self._indexes, self._indexes + len(self.recipients)))
+        return self._indexes
 
     def result(
         self,

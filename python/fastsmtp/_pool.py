@@ -296,21 +296,14 @@ class Pool:
                 continue
             if self._bucket is not None:
                 want = await self._bucket.take(want)
-            submitted = 0
-            while submitted < want and self.queue and not conn.closed:
-                job = self.queue.popleft()
-                job.attempts += 1
-                try:
-                    conn.submit(job)
-                except (SMTPUTF8Required, InvalidMessage) as e:
-                    job.finish_all("failed", None, str(e))
-                    continue
-                except Exception as e:  # a bug, but the job still gets its one result
-                    log.exception("fastsmtp could not submit a message")
-                    job.finish_all("failed", None, f"internal error: {e!r}")
-                    continue
-                submitted += 1
-            self.stats.messages_submitted += submitted
+            submitted = conn.submitted
+            for job, error in conn.submit_from(self.queue, want):
+                if isinstance(error, SMTPUTF8Required | InvalidMessage):
+                    job.finish_all("failed", None, str(error))
+                else:  # a bug, but the job still gets its one result
+                    log.error("fastsmtp could not submit a message", exc_info=error)
+                    job.finish_all("failed", None, f"internal error: {error!r}")
+            self.stats.messages_submitted += conn.submitted - submitted
             conn.flush()
 
     async def close(self) -> None:

@@ -666,17 +666,17 @@ impl PyClientConnection {
             .map_err(|e| to_py(py, e))
     }
 
-    #[pyo3(signature = (tag, message = None, *, sender = None, recipients = None, body = None, on_accepted = None))]
+    #[pyo3(signature = (tag, message = None, on_accepted = None, *, sender = None, recipients = None, body = None))]
     #[allow(clippy::too_many_arguments)]
     fn submit(
         &mut self,
         py: Python<'_>,
         tag: Py<PyAny>,
         message: Option<&Bound<'_, PyAny>>,
+        on_accepted: Option<Py<PyAny>>,
         sender: Option<&str>,
         recipients: Option<Vec<String>>,
         body: Option<&[u8]>,
-        on_accepted: Option<Py<PyAny>>,
     ) -> PyResult<()> {
         let tx = match (message, sender, recipients, body) {
             (Some(message), None, None, None) => transaction_from_message(message)?,
