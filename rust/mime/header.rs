@@ -7,7 +7,7 @@
 //! at 78 columns where possible and are never longer than 998 octets: a value that cannot
 //! be folded under that limit is written as encoded-words, which can always be split.
 
-use super::address::Mailbox;
+use super::address::{Mailbox, ATEXT};
 use super::error::{check_no_ctl, MimeError, Result};
 
 /// RFC 5322 2.1.1: lines SHOULD be at most 78 characters, excluding the CRLF.
@@ -250,25 +250,7 @@ fn flush_word(h: &mut HeaderLine<'_>, word: &mut Vec<u8>, raw: &mut Vec<u8>, use
     raw.clear();
 }
 
-/// RFC 5322 3.2.3 atext, ASCII only (what may appear unquoted in a display name).
-/// RFC 5322 3.2.3 `atext`, as a table (one lookup per octet of every display name).
-const ATEXT: [bool; 256] = {
-    let mut t = [false; 256];
-    let mut b = 0;
-    while b < 256 {
-        let c = b as u8;
-        t[b] = c.is_ascii_alphanumeric();
-        b += 1;
-    }
-    let specials = b"!#$%&'*+-/=?^_`{|}~";
-    let mut i = 0;
-    while i < specials.len() {
-        t[specials[i] as usize] = true;
-        i += 1;
-    }
-    t
-};
-
+/// RFC 5322 3.2.3 `atext` (what may appear unquoted in a display name).
 fn is_ascii_atext(b: u8) -> bool {
     ATEXT[b as usize]
 }
