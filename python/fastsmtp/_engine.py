@@ -93,7 +93,7 @@ class Engine:
         retry_max_delay: float = 60.0,
         rate_limit: float | None = None,
         local_hostname: str | None = None,
-        window: int = 256,
+        window: int = 64,
         window_bytes: int = 8 * 1024 * 1024,
         data_window: int = 64,
         idle_timeout: float = 30.0,
@@ -279,7 +279,7 @@ class Engine:
         *,
         data: dict[str, Any] | None = None,
         on_result: OnResult | None = None,
-        chunk_size: int = 512,
+        chunk_size: int = 64,
         max_queued: int | None = None,
     ) -> BatchReport:
         """Send one personalized message per recipient, rendered from ``template``.
