@@ -116,8 +116,16 @@ def fastsmtp_template(size: int) -> tuple[Any, int]:
     return template, rendered_size(template)
 
 
-async def run_fastsmtp(port: int, connections: int, messages: int, size: int) -> dict[str, Any]:
+async def run_fastsmtp(
+    port: int, connections: int, messages: int, size: int, options: dict[str, int] | None = None
+) -> dict[str, Any]:
+    """``options``: ``chunk_size`` goes to send_batch, anything else to Engine (e.g.
+    ``window``); for sweeps of the defaults (``--option window=256``)."""
     from fastsmtp import Engine
+
+    engine_options = dict(options or {})
+    chunk_size = engine_options.pop("chunk_size", None)
+    batch_options = {} if chunk_size is None else {"chunk_size": chunk_size}
 
     template, message_size = fastsmtp_template(size)
     recipients = (recipient(i) for i in range(messages))
@@ -130,8 +138,11 @@ async def run_fastsmtp(port: int, connections: int, messages: int, size: int) ->
         # Like smtp-source -d: one session per connection for the whole run.
         max_messages_per_connection=10**9,
         timeout=60.0,
+        **engine_options,
     ) as engine:
-        report = await asyncio.wait_for(engine.send_batch(template, recipients), RUN_TIMEOUT)
+        report = await asyncio.wait_for(
+            engine.send_batch(template, recipients, **batch_options), RUN_TIMEOUT
+        )
     return usage_report(
         started,
         cpu_started,
@@ -337,9 +348,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=1)
     parser.add_argument("--messages", type=int, default=1000)
     parser.add_argument("--size", type=int, default=1130, help="message size in octets")
+    parser.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="NAME=INT",
+        help="fastsmtp only: an Engine option, or chunk_size for send_batch (repeatable)",
+    )
     args = parser.parse_args(argv)
     runner = RUNNERS[args.kind]
-    result = uvloop.run(runner(args.port, args.connections, args.messages, args.size))
+    work = (args.port, args.connections, args.messages, args.size)
+    if args.option:
+        if args.kind != "fastsmtp":
+            parser.error("--option is for the fastsmtp sender")
+        options = {k: int(v) for k, _, v in (o.partition("=") for o in args.option)}
+        result = uvloop.run(run_fastsmtp(*work, options=options))
+    else:
+        result = uvloop.run(runner(*work))
     print(json.dumps({"kind": args.kind, "connections": args.connections, **result}))
     return 0
 
