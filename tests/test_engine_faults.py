@@ -133,3 +133,36 @@ async def test_chunking_leaves_at_most_data_window_messages_in_doubt() -> None:
     assert server.events["disconnect_after_end"] >= 3
     assert 0 < len(in_doubt) <= 8 * server.events["disconnect_after_end"]
     assert Counter(r.status for r in results)["accepted"] == 1000 - len(in_doubt)
+
+
+@pytest.mark.parametrize("chunking", [True, False], ids=["chunking", "pipelining"])
+async def test_fault_storm_counting_only(chunking: bool) -> None:
+    """Without on_result, all-accepted transactions are only counted (the protocol core
+    merges them into Accepted events, no per-message Result): the counts must still be
+    exact. Every recipient is counted once, nothing counted accepted is missing from the
+    store, and nothing is stored twice."""
+    count = 5_000
+    template = fastsmtp.Message(sender="bulk@example.com", subject="Hi", text="Body {{ name }}")
+    recipients = [{"address": f"user{i}@example.org", "name": f"U{i}"} for i in range(count)]
+    async with FaultServer(STORM, seed=count + chunking, chunking=chunking) as server:
+        async with fastsmtp.Engine(
+            "127.0.0.1",
+            server.port,
+            tls="none",
+            connections=4,
+            max_attempts=4,
+            retry_base_delay=0.005,
+            retry_max_delay=0.05,
+            timeout=5,
+            data_window=32,
+        ) as engine:
+            report = await engine.send_batch(template, recipients)
+    assert report.total == count
+    assert report.accepted + report.rejected + report.deferred + report.failed == count
+    assert server.events["rcpt_550"] > 0 and report.rejected > 0
+    stored = server.stored_pairs()
+    assert all(n == 1 for n in stored.values()), "a message was stored twice"
+    # Accepted means stored; only deferred ones ("no reply after end of data") may also be.
+    assert report.accepted <= len(stored) <= report.accepted + report.deferred
+    assert report.accepted > count * 0.8
+    assert engine.stats.accepted == report.accepted

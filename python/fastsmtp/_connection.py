@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
 import ssl
 from collections import deque
@@ -66,8 +65,6 @@ def choose_auth_mechanism(offered: list[str], *, oauth2: bool) -> str:
 
 class Connection(asyncio.Protocol):
     """A live SMTP connection driven by the Rust ClientConnection."""
-
-    _ids = itertools.count(1)
 
     def __init__(self, config: EngineConfig, on_settled: Settled) -> None:
         self.config = config
