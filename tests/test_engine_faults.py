@@ -33,6 +33,24 @@ STORM = Faults(
 NO_REPLY_MARK = NO_REPLY_AFTER_DATA.split("(")[0]
 
 
+def storm_engine(port: int) -> fastsmtp.Engine:
+    """An engine that retries quickly and often enough to ride out STORM."""
+    return fastsmtp.Engine(
+        "127.0.0.1",
+        port,
+        tls="none",
+        connections=4,
+        max_attempts=4,
+        retry_base_delay=0.005,
+        retry_max_delay=0.05,
+        timeout=5,
+        # The storm drops a connection every ~250 transactions, far more often than any
+        # real server: with CHUNKING every BDAT LAST in flight is then in doubt, so keep
+        # fewer in flight than the default 64.
+        data_window=32,
+    )
+
+
 @pytest.mark.parametrize(
     ("chunking", "pipelining", "count"),
     [(True, True, 10_000), (False, True, 10_000), (False, False, 2_000)],
@@ -49,20 +67,7 @@ async def test_fault_storm_every_recipient_exactly_one_true_result(
     ]
     results: list[fastsmtp.Result] = []
     async with FaultServer(STORM, seed=count, chunking=chunking, pipelining=pipelining) as server:
-        async with fastsmtp.Engine(
-            "127.0.0.1",
-            server.port,
-            tls="none",
-            connections=4,
-            max_attempts=4,
-            retry_base_delay=0.005,
-            retry_max_delay=0.05,
-            timeout=5,
-            # The storm drops a connection every ~250 transactions, far more often than
-            # any real server: with CHUNKING every BDAT LAST in flight is then in doubt, so
-            # keep fewer in flight than the default 64.
-            data_window=32,
-        ) as engine:
+        async with storm_engine(server.port) as engine:
             report = await engine.send_batch(template, recipients, on_result=results.append)
 
     # Exactly one result per recipient, matching the report.
@@ -145,17 +150,7 @@ async def test_fault_storm_counting_only(chunking: bool) -> None:
     template = fastsmtp.Message(sender="bulk@example.com", subject="Hi", text="Body {{ name }}")
     recipients = [{"address": f"user{i}@example.org", "name": f"U{i}"} for i in range(count)]
     async with FaultServer(STORM, seed=count + chunking, chunking=chunking) as server:
-        async with fastsmtp.Engine(
-            "127.0.0.1",
-            server.port,
-            tls="none",
-            connections=4,
-            max_attempts=4,
-            retry_base_delay=0.005,
-            retry_max_delay=0.05,
-            timeout=5,
-            data_window=32,
-        ) as engine:
+        async with storm_engine(server.port) as engine:
             report = await engine.send_batch(template, recipients)
     assert report.total == count
     assert report.accepted + report.rejected + report.deferred + report.failed == count
