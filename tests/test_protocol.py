@@ -111,6 +111,25 @@ def test_tags_come_back_as_the_same_objects() -> None:
     assert all(a is b for a, b in zip((e.tag for e in events), tags, strict=True))
 
 
+def test_a_cycle_through_a_tag_is_collected() -> None:
+    """A job in flight can reference its connection (job -> callback -> engine -> ...):
+    the garbage collector must see the tags the connection holds to free such a cycle."""
+    import gc
+    import weakref
+
+    class Job:
+        conn: core.ClientConnection
+
+    conn = ready()
+    job = Job()
+    job.conn = conn
+    conn.submit(job, sender="a@example.org", recipients=["b@example.org"], body=b"x")
+    gone = weakref.ref(job)
+    del conn, job
+    gc.collect()
+    assert gone() is None
+
+
 def test_on_accepted_counts_instead_of_results() -> None:
     conn = ready()
     first: list[int] = []

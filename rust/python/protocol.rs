@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
+use pyo3::pyclass::{PyTraverseError, PyVisit};
 use pyo3::types::{PyBytes, PyList};
 
 use super::errors::new_error;
@@ -638,6 +639,23 @@ impl PyClientConnection {
         }
         out.flush()?;
         Ok(out.list)
+    }
+
+    /// The tags and callbacks held for transactions in flight reference the caller's jobs,
+    /// which can reference the caller's connection and so this object: let the garbage
+    /// collector see them, so such a cycle can be freed.
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        for slot in &self.slots {
+            visit.call(&slot.tag)?;
+            if let Some(on_accepted) = &slot.on_accepted {
+                visit.call(on_accepted)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn __clear__(&mut self) {
+        self.slots.clear();
     }
 
     fn data_to_send<'py>(&mut self, py: Python<'py>) -> Bound<'py, PyBytes> {
