@@ -249,20 +249,11 @@ reply_event!(
     "AuthFailed"
 );
 
-/// The reply to NOOP.
-#[pyclass(frozen, module = "fastsmtp._fastsmtp", name = "NoopReplied")]
-pub struct PyNoopReplied(Reply);
-
-#[pymethods]
-impl PyNoopReplied {
-    #[getter]
-    fn reply(&self) -> PyReply {
-        reply(&self.0)
-    }
-    fn __repr__(&self) -> String {
-        format!("NoopReplied({:?})", self.0.to_string())
-    }
-}
+reply_event!(
+    /// The reply to NOOP.
+    PyNoopReplied,
+    "NoopReplied"
+);
 
 /// The greeting, EHLO/HELO or STARTTLS was refused.
 #[pyclass(frozen, module = "fastsmtp._fastsmtp", name = "CommandFailed")]
