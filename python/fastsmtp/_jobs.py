@@ -65,8 +65,9 @@ class Job:
     ``indexes`` is the first of consecutive ones (a batch message's one recipient, or every
     recipient of a ``send``), so no list is made per message. ``done`` is called once
     per recipient with its final Result; a job finishes when every recipient has one. When
-    every recipient is accepted and ``on_accepted`` is set, it is called once with their
-    number instead (no Result objects: for callers that only count).
+    every recipient is accepted and ``on_accepted`` is set, it is called with their number
+    instead (no Result objects: for callers that only count); the connection does that,
+    from the protocol binding's Accepted events.
     """
 
     __slots__ = (
@@ -163,11 +164,9 @@ def settle(job: Job, outcome: TransactionResult, can_retry: bool) -> Job | None:
     A recipient is ``accepted`` only when its RCPT and the end of data were both answered
     2xx: that is the one proof that the server took the message for it.
     """
+    # (With ``on_accepted``, an all-accepted transaction never gets here: the protocol
+    # binding reports it as a count in an Accepted event.)
     positive = outcome.all_positive
-    if positive and job.on_accepted is not None:
-        # The common case, for a caller that only counts: every recipient accepted.
-        job.on_accepted(len(job.recipients))
-        return None
     data = outcome.data_reply
     if positive and data is not None:
         # The common case: every recipient accepted, as the end of data said.
