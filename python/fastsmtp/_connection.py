@@ -430,7 +430,7 @@ class Connection(asyncio.Protocol):
 
     @property
     def in_flight(self) -> int:
-        return int(self.core.in_flight)
+        return self.core.in_flight
 
     # -- shutdown and timeouts ------------------------------------------------------------
 

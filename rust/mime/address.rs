@@ -219,10 +219,9 @@ fn quoted_end(s: &str) -> Option<usize> {
     None
 }
 
-/// RFC 5322 3.2.3: `atext = ALPHA / DIGIT / "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" /
-/// "-" / "/" / "=" / "?" / "^" / "_" / "`" / "{" / "|" / "}" / "~"`,
-/// extended by RFC 6532 3.2 with `UTF8-non-ascii`.
-/// RFC 5322 3.2.3 `atext`, ASCII only, as a table (one lookup per octet).
+/// RFC 5322 3.2.3 `atext = ALPHA / DIGIT / "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" /
+/// "-" / "/" / "=" / "?" / "^" / "_" / "`" / "{" / "|" / "}" / "~"`, ASCII only, as a
+/// table (one lookup per octet).
 pub(crate) const ATEXT: [bool; 256] = {
     let mut t = [false; 256];
     let mut b = 0;
@@ -239,8 +238,13 @@ pub(crate) const ATEXT: [bool; 256] = {
     t
 };
 
+/// `atext` extended by RFC 6532 3.2 with `UTF8-non-ascii`.
 pub fn is_atext(c: char) -> bool {
-    c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~".contains(c) || !c.is_ascii()
+    if c.is_ascii() {
+        ATEXT[c as usize]
+    } else {
+        true
+    }
 }
 
 /// RFC 5321 4.1.2: `Local-part = Dot-string / Quoted-string`;
