@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import email.parser
 import email.policy
+from collections import Counter
 from collections.abc import AsyncIterator
 
 import pytest
@@ -233,3 +234,41 @@ async def test_template_variable_missing_for_some_fails_only_those() -> None:
     assert by_index[2].status == "failed"
     assert (report.accepted, report.failed) == (1, 2)
     assert [s.rcpt for s in server.stored] == ["a@example.org"]
+
+
+@pytest.mark.parametrize("counted_only", [False, True])
+async def test_batch_indexes_survive_failures_retries_and_chunks(counted_only: bool) -> None:
+    """Recipients that cannot be rendered are scattered over several chunks, and the
+    server defers or refuses some of the rest: every result names its own recipient and
+    index, retried ones included, and what was accepted is stored exactly once."""
+    template = fastsmtp.Message(sender="a@example.com", subject="s {{ code }}", text="t")
+    recipients = [
+        {"address": "bad address" if i % 7 == 3 else f"u{i}@example.org", "code": i}
+        for i in range(300)
+    ]
+    results: list[fastsmtp.Result] = []
+    faults = Faults(rcpt_451=0.1, rcpt_550=0.05, data_451=0.05)
+    async with FaultServer(faults, seed=7) as server:
+        async with fastsmtp.Engine(
+            "127.0.0.1", server.port, tls="none", connections=2, window=8, retry_base_delay=0.001
+        ) as engine:
+            report = await engine.send_batch(
+                template,
+                iter(recipients),
+                chunk_size=50,
+                on_result=None if counted_only else results.append,
+            )
+    bad = sum(1 for r in recipients if r["address"] == "bad address")
+    assert report.total == 300 and report.failed >= bad
+    assert report.accepted == len(server.stored) > 200
+    stored = Counter(s.rcpt for s in server.stored)
+    assert set(stored.values()) == {1}
+    for message in server.stored:
+        index = int(message.rcpt[1:].split("@")[0])
+        assert f"Subject: s {index}\r\n".encode() in message.content
+    if counted_only:
+        return
+    assert sorted(r.index for r in results) == list(range(300))
+    for r in results:
+        assert r.recipient == recipients[r.index]["address"]
+        assert (r.status == "accepted") == (stored[r.recipient] == 1)

@@ -13,6 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from fastsmtp import _fastsmtp
+from fastsmtp._engine import _split_signed
 from fastsmtp._errors import InvalidMessage, TemplateError
 from fastsmtp._models import Attachment, Message
 from tests import hypothesis_profiles
@@ -145,6 +146,22 @@ def test_bad_recipients_fail_in_their_slot() -> None:
         "BuiltMessage",
     ]
     assert [getattr(r, "field", None) for r in out[:3]] == ["address", "name", "address"]
+
+
+def test_render_split_keeps_messages_and_failures_apart() -> None:
+    t = template({"code": "c", "first": "f"})
+    items = [("a@x.org", None, None), ("bad", None, None), "b@x.org", ("c@x.org", "E\rvil", None)]
+    messages, failures = t.render_split(items)
+    together = t.render(items)
+    assert [m.recipients for m in messages] == [["a@x.org"], ["b@x.org"]]
+    assert [m.as_bytes().split(b"Message-ID")[0] for m in messages] == [
+        r.as_bytes().split(b"Message-ID")[0] for r in together if not isinstance(r, Exception)
+    ]
+    assert [(p, type(e), e.field) for p, e in failures] == [
+        (1, InvalidMessage, "address"),
+        (3, InvalidMessage, "name"),
+    ]
+    assert t.render_split([]) == ([], [])
 
 
 @pytest.mark.parametrize(
@@ -318,3 +335,16 @@ def test_recipients_given_as_addresses_and_dicts_render_like_their_tuples() -> N
         t.render([("a@b.org", None)])
     with pytest.raises(TypeError):
         t.render([object()], lambda item: "not a tuple")
+
+
+def test_messages_whose_signing_failed_join_the_failures() -> None:
+    """Engine.send_batch signs a chunk's messages in one call; one whose signature could
+    not be made is failed alone, at its position in the chunk."""
+    t = template({"code": "c", "first": "f"})
+    messages, failures = t.render_split(["a@x.org", "bad", "b@x.org", "c@x.org"])
+    broken = InvalidMessage("cannot sign", field="dkim")
+    signed = [messages[0], broken, messages[2]]
+    kept, all_failures = _split_signed(signed, failures, 4)
+    assert kept == [messages[0], messages[2]]
+    assert [(p, e.field) for p, e in all_failures] == [(1, "address"), (2, "dkim")]
+    assert _split_signed(messages, failures, 4) == (messages, failures)

@@ -164,6 +164,80 @@ def test_on_accepted_counts_instead_of_results() -> None:
     assert "Accepted(recipients=6)" in repr(merged)
 
 
+def run_messages(*addresses: str) -> list[core.BuiltMessage]:
+    t = core.Template({"to": [], "sender": "a@b.org", "subject": "s", "text": "hi\n"})
+    messages, failures = t.render_split(list(addresses))
+    assert failures == []
+    return messages
+
+
+def test_submit_run_tags_each_message_with_its_position() -> None:
+    conn = ready()
+    run = object()
+    messages = run_messages("x@b.org", "y@b.org", "z@b.org", "w@b.org")
+    assert conn.submit_run(run, messages, 1, 2) == []
+    assert conn.submit_run(run, messages, 3, 5) == []  # count past the end: up to the end
+    assert conn.in_flight == 3
+    out = conn.data_to_send()
+    assert [line for line in out.split(b"\r\n") if line.startswith(b"RCPT")] == [
+        b"RCPT TO:<y@b.org>",
+        b"RCPT TO:<z@b.org>",
+        b"RCPT TO:<w@b.org>",
+    ]
+    ok = b"250 ok\r\n250 ok\r\n250 ok\r\n"
+    events = conn.receive_data(ok + b"250 ok\r\n550 no\r\n554 no data\r\n" + ok)
+    assert [(type(e).__name__, e.index) for e in events] == [
+        ("TransactionResult", 1),
+        ("TransactionResult", 2),
+        ("TransactionResult", 3),
+    ]
+    assert all(e.tag is run for e in events)
+    assert [e.all_positive for e in events] == [True, False, True]
+    # submit() leaves index None.
+    conn.submit(9, messages[0])
+    conn.data_to_send()
+    (plain,) = conn.receive_data(ok)
+    assert (plain.tag, plain.index) == (9, None)
+
+
+def test_submit_run_counts_accepted_and_reports_the_rest() -> None:
+    conn = ready()
+    counted: list[int] = []
+    messages = run_messages("x@b.org", "y@b.org", "z@b.org")
+    assert conn.submit_run("run", messages, 0, 3, counted.append) == []
+    conn.data_to_send()
+    ok = b"250 ok\r\n250 ok\r\n250 ok\r\n"
+    events = conn.receive_data(ok + b"250 ok\r\n450 later\r\n554 no data\r\n" + ok)
+    assert [type(e).__name__ for e in events] == ["Accepted", "TransactionResult", "Accepted"]
+    assert [events[0].recipients, events[2].recipients] == [1, 1]
+    assert (events[1].tag, events[1].index) == ("run", 1)
+
+
+def test_submit_run_refuses_messages_alone() -> None:
+    """A message the server cannot take comes back with its position; the others of the
+    run are queued in order, as submit() would have queued them one by one."""
+    conn = ready(b"250-mx\r\n250-PIPELINING\r\n250 SIZE 100000\r\n")  # no SMTPUTF8
+    messages = run_messages("x@b.org", "ü@b.org", "y@b.org", "ö@b.org")
+    refused = conn.submit_run("run", messages, 0, 4)
+    assert [(position, type(e)) for position, e in refused] == [
+        (1, SMTPUTF8Required),
+        (3, SMTPUTF8Required),
+    ]
+    assert conn.in_flight == 2
+    assert conn.data_to_send().endswith(b"RCPT TO:<x@b.org>\r\nDATA\r\n")
+    assert conn.receive_data(b"250 ok\r\n250 ok\r\n354 go\r\n") == []
+    second = conn.data_to_send()  # the first body, then the next envelope
+    assert second.split(b".\r\nMAIL FROM:<a@b.org>")[1].endswith(
+        b"\r\nRCPT TO:<y@b.org>\r\nDATA\r\n"
+    )
+    events = conn.receive_data(b"250 ok\r\n250 ok\r\n250 ok\r\n354 go\r\n")
+    conn.data_to_send()
+    events += conn.receive_data(b"250 ok\r\n")
+    assert [e.index for e in events] == [0, 2]
+    ((position, error),) = conn.submit_run("run", ["not a message"], 0, 1)  # type: ignore[list-item]
+    assert position == 0 and isinstance(error, TypeError)
+
+
 def test_abort_then_closed_events() -> None:
     conn = ready()
     conn.submit(1, sender="a@example.org", recipients=["b@example.org"], body=b"1\r\n")

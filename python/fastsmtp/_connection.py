@@ -28,15 +28,16 @@ from fastsmtp._errors import (
     SMTPTimeoutError,
     TLSRequiredError,
 )
-from fastsmtp._jobs import Job
+from fastsmtp._jobs import Job, Run
 
 log = logging.getLogger("fastsmtp")
 
 CLOSE_TIMEOUT = 5.0
 """Seconds quit() waits for the socket to close (e.g. a TLS close_notify) before aborting."""
 
-Settled = Callable[["Connection", Job, Any], None]
-"""Called with (connection, job, TransactionResult | TransactionAborted)."""
+Settled = Callable[["Connection", Any], None]
+"""Called with (connection, TransactionResult | TransactionAborted); the event's ``tag``
+is the Job, or the Run with the message's ``index``."""
 
 _ACCEPTED = core.Accepted
 _RESULT = core.TransactionResult
@@ -139,7 +140,7 @@ class Connection(asyncio.Protocol):
             if kind is _ACCEPTED:
                 event.on_accepted(event.recipients)  # type: ignore[union-attr]
             elif kind is _RESULT or kind is _ABORTED:
-                self.on_settled(self, event.tag, event)  # type: ignore[union-attr]
+                self.on_settled(self, event)
             elif isinstance(event, core.Closed):
                 self.close_reason = event.reason
                 if event.error is not None:
@@ -382,26 +383,44 @@ class Connection(asyncio.Protocol):
             return 0
         return max(0, self.window - self.core.in_flight) if self._has_capacity() else 0
 
-    def submit_from(self, queue: deque[Job], count: int) -> list[tuple[Job, Exception]]:
-        """Take up to ``count`` jobs from the front of ``queue``, count an attempt for each
-        and queue its transaction (call flush() after). Returns the jobs the core refused
-        (InvalidMessage, SMTPUTF8Required, ...) with the exception, in order.
+    def submit_from(
+        self, queue: deque[Job | Run], count: int
+    ) -> tuple[int, list[tuple[Job, Exception]]]:
+        """Take up to ``count`` messages from the front of ``queue`` and queue their
+        transactions (call flush() after); a Run is taken in slices, one core call each,
+        and left at the front until its last message is taken. Returns how many messages
+        were taken, and the jobs the core refused (InvalidMessage, SMTPUTF8Required, ...)
+        with the exception, in order.
 
-        A job comes back as the ``tag`` of its TransactionResult or TransactionAborted, or,
-        when it has ``on_accepted`` and every recipient was accepted, only as a count in an
-        Accepted event (no per-transaction object on the common path)."""
-        submit = self.core.submit  # one loop for the whole group: no call per job here
-        popleft = queue.popleft
+        A message comes back as the ``tag`` (a Job, or its Run and ``index``) of its
+        TransactionResult or TransactionAborted, or, when it has ``on_accepted`` and every
+        recipient was accepted, only as a count in an Accepted event."""
+        core = self.core
         refused: list[tuple[Job, Exception]] = []
+        taken = 0
         # Closed while the caller waited (e.g. for the rate limit): the jobs stay queued.
-        count = 0 if self.closed else min(count, len(queue))
-        for _ in range(count):
-            job = popleft()
+        while not self.closed and taken < count and queue:
+            item = queue[0]
+            if type(item) is Run:
+                start = item.next
+                n = min(count - taken, len(item.messages) - start)
+                for position, error in core.submit_run(
+                    item, item.messages, start, n, item.on_accepted
+                ):
+                    refused.append((item.job(position), error))
+                item.next = start + n
+                if item.next == len(item.messages):
+                    queue.popleft()
+                taken += n
+                continue
+            job = queue.popleft()
+            assert type(job) is Job
+            taken += 1
             job.attempts += 1
             try:
                 if job.explicit_envelope:
                     message = job.message
-                    submit(
+                    core.submit(
                         job,
                         None,
                         job.on_accepted,
@@ -410,11 +429,11 @@ class Connection(asyncio.Protocol):
                         body=message.as_bytes(),
                     )
                 else:
-                    submit(job, job.message, job.on_accepted)  # type: ignore[arg-type]
+                    core.submit(job, job.message, job.on_accepted)  # type: ignore[arg-type]
             except Exception as e:  # the caller gives the job its one result
                 refused.append((job, e))
-        self.submitted += count - len(refused)
-        return refused
+        self.submitted += taken - len(refused)
+        return taken, refused
 
     def flush(self) -> None:
         """Write what the submits since the last flush framed."""

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 from fastsmtp import _fastsmtp as core
 from fastsmtp._config import EngineConfig, TLSMode
 from fastsmtp._errors import InvalidMessage, TemplateError
-from fastsmtp._jobs import Job, RawBody, check_envelope_address
+from fastsmtp._jobs import Job, RawBody, Run, check_envelope_address
 from fastsmtp._models import BatchReport, Message, Recipient, Result
 from fastsmtp._pool import Pool
 from fastsmtp._stats import Stats
@@ -378,29 +378,33 @@ class Engine:
             # Plain addresses and the usual dicts are read in Rust; anything else goes
             # through _recipient_tuple (no Python call per recipient on the common path).
             if len(chunk) >= RENDER_IN_THREAD_MIN:
-                render = compiled.render
-                rendered = await loop.run_in_executor(None, render, chunk, _recipient_tuple)
+                render = compiled.render_split
+                messages, failures = await loop.run_in_executor(
+                    None, render, chunk, _recipient_tuple
+                )
             else:
-                rendered = compiled.render(chunk, _recipient_tuple)
+                messages, failures = compiled.render_split(chunk, _recipient_tuple)
             if not checked:
                 checked = True
-                _raise_if_all_failed(rendered)
+                _raise_if_all_failed(messages, failures)
             if self.config.dkim is not None:
                 # RSA signatures cost ~1 ms each: off the event loop, GIL released.
                 sign = self.config.dkim.sign_all
-                rendered = await loop.run_in_executor(None, sign, rendered, int(time.time()))
-            jobs = []
-            for item, built in zip(chunk, rendered, strict=True):
-                if isinstance(built, Exception):
-                    fail(index, _recipient_tuple(item)[0], built)
-                else:
-                    jobs.append(Job(built, None, index, done, on_accepted))
-                index += 1
-            if jobs:
-                outstanding += len(jobs)
-                self._track(len(jobs))
+                signed = await loop.run_in_executor(None, sign, messages, int(time.time()))
+                messages, failures = _split_signed(signed, failures, len(chunk))
+            # Batch indexes: consecutive from ``index`` unless some recipients failed.
+            indexes: list[int] | int = index
+            if failures:
+                failed = {position for position, _ in failures}
+                indexes = [index + p for p in range(len(chunk)) if p not in failed]
+                for position, error in failures:
+                    fail(index + position, _recipient_tuple(chunk[position])[0], error)
+            index += len(chunk)
+            if messages:
+                outstanding += len(messages)
+                self._track(len(messages))
                 all_done.clear()
-                pool.put_many(jobs)
+                pool.put(Run(messages, indexes, done, on_accepted))
             if outstanding >= limit:
                 room.clear()
                 room_wanted = True
@@ -498,15 +502,35 @@ def _missing_everywhere(
     return sorted(needed)[0]
 
 
-def _raise_if_all_failed(rendered: list[core.BuiltMessage | Exception]) -> None:
+def _raise_if_all_failed(
+    messages: list[core.BuiltMessage], failures: list[tuple[int, Exception]]
+) -> None:
     """For iterators: when every recipient of the first chunk lacks the same variable, the
     template is wrong, not the data; say so before anything is sent."""
-    variables = {
-        getattr(r, "variable", None) if isinstance(r, TemplateError) else None for r in rendered
-    }
-    if len(variables) == 1:
-        (variable,) = variables
-        if variable is not None:
-            first = rendered[0]
-            assert isinstance(first, TemplateError)
-            raise first
+    if messages or not failures:
+        return
+    variables = {getattr(e, "variable", None) for _, e in failures}
+    first = failures[0][1]
+    if len(variables) == 1 and None not in variables and isinstance(first, TemplateError):
+        raise first
+
+
+def _split_signed(
+    signed: list[core.BuiltMessage | Exception],
+    failures: list[tuple[int, Exception]],
+    size: int,
+) -> tuple[list[core.BuiltMessage], list[tuple[int, Exception]]]:
+    """Messages whose signing failed join ``failures`` (positions in a chunk of ``size``)."""
+    if not any(isinstance(item, Exception) for item in signed):
+        return signed, failures  # type: ignore[return-value]  # all messages
+    failed = {position for position, _ in failures}
+    positions = (p for p in range(size) if p not in failed)
+    messages: list[core.BuiltMessage] = []
+    failures = list(failures)
+    for position, item in zip(positions, signed, strict=True):
+        if isinstance(item, Exception):
+            failures.append((position, item))
+        else:
+            messages.append(item)
+    failures.sort(key=lambda f: f[0])
+    return messages, failures

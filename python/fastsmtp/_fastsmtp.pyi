@@ -106,7 +106,9 @@ class DKIMSigner:
         """A copy of ``message`` with a DKIM-Signature header in front (``t=timestamp``
         when given). Runs with the GIL released."""
     def sign_all(
-        self, items: list[BuiltMessage | Exception], timestamp: int | None = None
+        self,
+        items: list[BuiltMessage] | list[BuiltMessage | Exception],
+        timestamp: int | None = None,
     ) -> list[BuiltMessage | Exception]:
         """``sign`` for each BuiltMessage of ``items`` (as Template.render returns them);
         other items are passed through. One call, GIL released for all of it."""
@@ -175,6 +177,14 @@ class Template:
         undefined variable (``variable`` is e.g. "first_name" or "user.first_name").
         A recipient of none of these shapes raises TypeError.
         """
+    def render_split(
+        self,
+        recipients: Sequence[Any],
+        normalize: Callable[[Any], tuple[str, str | None, dict[str, Any] | None]] | None = None,
+    ) -> tuple[list[BuiltMessage], list[tuple[int, Exception]]]:
+        """``render``, with the messages and the failures apart: the messages in order, and
+        ``(position, exception)`` for each recipient whose message could not be made
+        (positions into ``recipients``)."""
 
 # --------------------------------------------------------------------------------------------
 # Protocol (rust/protocol, rust/python/protocol.rs)
@@ -286,7 +296,10 @@ class TransactionResult:
 
     @property
     def tag(self) -> Any:
-        """The ``tag`` given to submit()."""
+        """The ``tag`` given to submit() or submit_run()."""
+    @property
+    def index(self) -> int | None:
+        """The message's position in submit_run()'s list; None after submit()."""
     @property
     def mail_reply(self) -> Reply: ...
     @property
@@ -310,7 +323,10 @@ class TransactionAborted:
 
     @property
     def tag(self) -> Any:
-        """The ``tag`` given to submit()."""
+        """The ``tag`` given to submit() or submit_run()."""
+    @property
+    def index(self) -> int | None:
+        """The message's position in submit_run()'s list; None after submit()."""
     @property
     def end_of_data_sent(self) -> bool: ...
     @property
@@ -422,6 +438,18 @@ class ClientConnection:
         With ``on_accepted``, a transaction whose every reply was positive gets no
         TransactionResult: it is counted in an Accepted event instead. A BuiltMessage's
         bytes are written from it without a copy."""
+    def submit_run(
+        self,
+        tag: object,
+        messages: list[BuiltMessage],
+        start: int,
+        count: int,
+        on_accepted: Callable[[int], object] | None = None,
+    ) -> list[tuple[int, Exception]]:
+        """``submit(tag, message, on_accepted)`` for each of ``messages[start:start +
+        count]`` in one call; each transaction's event has this ``tag`` and the message's
+        position as ``index``. Returns ``(position, exception)`` for each message refused
+        (what submit() would raise for it); the others are queued."""
     def noop(self) -> None:
         """Queue NOOP (only when ready and idle): a health check for a connection that sat
         unused; answered by NoopReplied. Transactions submitted meanwhile follow it."""

@@ -156,6 +156,50 @@ class Job:
         )
 
 
+class Run:
+    """Consecutive messages of a batch, one recipient each, queued as one item.
+
+    A connection hands a slice of it to the core in one call (``submit_run``): nothing
+    per message is made in Python on the way out. A Job is made only for a message whose
+    transaction needs a result of its own (refused, failed, retried, or every result when
+    the batch has ``on_result``); the core's events carry the run and the position.
+    ``indexes`` as for Job: an int is the first of consecutive batch indexes.
+    """
+
+    __slots__ = ("done", "indexes", "messages", "next", "on_accepted")
+
+    def __init__(
+        self,
+        messages: list[BuiltMessage],
+        indexes: list[int] | int,
+        done: Callable[[Result], None],
+        on_accepted: Callable[[int], None] | None,
+    ) -> None:
+        self.messages = messages
+        self.indexes = indexes
+        self.done = done
+        self.on_accepted = on_accepted
+        self.next = 0
+        """Messages before this position have been handed to a connection."""
+
+    def __len__(self) -> int:
+        """Messages not yet handed to a connection."""
+        return len(self.messages) - self.next
+
+    def job(self, position: int, attempts: int = 1) -> Job:
+        """The Job of the message at ``position`` (after its first attempt, by default)."""
+        indexes = self.indexes
+        index = indexes + position if isinstance(indexes, int) else indexes[position]
+        return Job(self.messages[position], None, index, self.done, self.on_accepted, attempts)
+
+    def take_rest(self) -> list[Job]:
+        """Jobs for the messages not yet handed to a connection, which this run then no
+        longer holds (for giving them a result without sending them)."""
+        jobs = [self.job(position, 0) for position in range(self.next, len(self.messages))]
+        self.next = len(self.messages)
+        return jobs
+
+
 def settle(job: Job, outcome: TransactionResult, can_retry: bool) -> Job | None:
     """Report final Results for the recipients this transaction decided, and return a job
     for those that got a transient (4xx) reply and may be retried (None when there are

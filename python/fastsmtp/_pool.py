@@ -15,7 +15,7 @@ import logging
 import random
 import ssl
 from collections import deque
-from collections.abc import Coroutine, Iterable
+from collections.abc import Coroutine
 from typing import Any
 
 from fastsmtp import _fastsmtp as core
@@ -29,7 +29,7 @@ from fastsmtp._errors import (
     SMTPUTF8Required,
     TLSRequiredError,
 )
-from fastsmtp._jobs import Job, settle
+from fastsmtp._jobs import Job, Run, settle
 from fastsmtp._models import Status
 from fastsmtp._ratelimit import TokenBucket
 from fastsmtp._stats import Stats
@@ -48,7 +48,8 @@ class Pool:
     def __init__(self, config: EngineConfig, stats: Stats) -> None:
         self.config = config
         self.stats = stats
-        self.queue: deque[Job] = deque()
+        self.queue: deque[Job | Run] = deque()
+        self._queued = 0  # messages in the queue (a Run holds many)
         self._jobs_ready = asyncio.Event()
         self._workers: set[asyncio.Task[None]] = set()
         self._idle_workers = 0
@@ -60,17 +61,16 @@ class Pool:
 
     # -- feeding ------------------------------------------------------------------------
 
-    def put(self, job: Job) -> None:
-        self.queue.append(job)
-        self._wake()
-
-    def put_many(self, jobs: Iterable[Job]) -> None:
-        self.queue.extend(jobs)
+    def put(self, item: Job | Run) -> None:
+        """Queue a job, or a run of a batch's messages."""
+        self.queue.append(item)
+        self._queued += len(item) if isinstance(item, Run) else 1
         self._wake()
 
     @property
     def queued(self) -> int:
-        return len(self.queue)
+        """Messages queued, not yet handed to a connection."""
+        return self._queued
 
     def _wake(self) -> None:
         if not self.queue:
@@ -80,7 +80,7 @@ class Pool:
         # open more, up to the pool size, only for work beyond that. (One message for a
         # pool with an idle connection must not open a second one.)
         spare = (self._idle_workers + self._connecting) * self.config.window
-        backlog = len(self.queue) - spare
+        backlog = self._queued - spare
         while backlog > 0 and len(self._workers) < self.config.connections:
             self._start_worker(None)
             backlog -= self.config.window
@@ -110,9 +110,7 @@ class Pool:
         ``failed`` Result now; returns how many recipients that was. Work already on a
         connection finishes normally."""
         count = self._drop_retries("failed", reason)
-        count += sum(len(job.recipients) for job in self.queue)
-        self.fail_queued(reason)
-        return count
+        return count + self.fail_queued(reason)
 
     def _drop_retries(self, status: Status, reason: str) -> int:
         """Cancel every pending retry and give its recipients their final result now;
@@ -127,7 +125,11 @@ class Pool:
 
     # -- outcomes -----------------------------------------------------------------------
 
-    def _settled(self, conn: Connection, job: Job, event: object) -> None:
+    def _settled(
+        self, conn: Connection, event: core.TransactionResult | core.TransactionAborted
+    ) -> None:
+        tag = event.tag
+        job: Job = tag if type(tag) is Job else tag.job(event.index)
         can_retry = job.attempts < self.config.max_attempts
         if isinstance(event, core.TransactionResult):
             again = settle(job, event, can_retry)
@@ -168,15 +170,21 @@ class Pool:
         handle = loop.call_later(delay, requeue)
         self._retry_timers[handle] = job
 
-    def fail_queued(self, reason: str, reply: SMTPReplyError | None = None) -> None:
-        """Give every queued job its final ``failed`` result (the server cannot be used)."""
-        jobs, self.queue = self.queue, deque()
+    def fail_queued(self, reason: str, reply: SMTPReplyError | None = None) -> int:
+        """Give every queued message its final ``failed`` result (the server cannot be
+        used); returns how many recipients that was."""
+        items, self.queue = self.queue, deque()
+        self._queued = 0
         self._jobs_ready.clear()
-        for job in jobs:
-            if reply is not None:
-                _finish_with_reply(job, reply, reason)
-            else:
-                job.finish_all("failed", None, reason)
+        count = 0
+        for item in items:
+            for job in item.take_rest() if isinstance(item, Run) else (item,):
+                count += len(job.recipients)
+                if reply is not None:
+                    _finish_with_reply(job, reply, reason)
+                else:
+                    job.finish_all("failed", None, reason)
+        return count
 
     # -- workers ------------------------------------------------------------------------
 
@@ -289,7 +297,7 @@ class Pool:
                 return
             want = min(
                 conn.room(),
-                len(self.queue),
+                self._queued,
                 config.max_messages_per_connection - conn.submitted,
             )
             if want <= 0:
@@ -297,7 +305,9 @@ class Pool:
             if self._bucket is not None:
                 want = await self._bucket.take(want)
             submitted = conn.submitted
-            for job, error in conn.submit_from(self.queue, want):
+            taken, refused = conn.submit_from(self.queue, want)
+            self._queued -= taken
+            for job, error in refused:
                 if isinstance(error, SMTPUTF8Required | InvalidMessage):
                     job.finish_all("failed", None, str(error))
                 else:  # a bug, but the job still gets its one result

@@ -366,6 +366,20 @@ impl PyTemplate {
             data: to_data(Some(&tuple.get_item(2)?), variables)?,
         })
     }
+
+    /// Read every recipient (with the GIL), then render them all with it released.
+    fn render_all(
+        &self,
+        py: Python<'_>,
+        recipients: &Bound<'_, PyAny>,
+        normalize: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Vec<Result<mime::BuiltMessage, MimeError>>> {
+        let mut inputs = Vec::with_capacity(recipients.len().unwrap_or(0));
+        for item in recipients.try_iter()? {
+            inputs.push(self.recipient(&item?, normalize)?);
+        }
+        Ok(py.detach(|| self.inner.render_batch(inputs)))
+    }
 }
 
 #[pymethods]
@@ -402,11 +416,7 @@ impl PyTemplate {
         recipients: &Bound<'py, PyAny>,
         normalize: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyList>> {
-        let mut inputs = Vec::with_capacity(recipients.len().unwrap_or(0));
-        for item in recipients.try_iter()? {
-            inputs.push(self.recipient(&item?, normalize)?);
-        }
-        let results = py.detach(|| self.inner.render_batch(inputs));
+        let results = self.render_all(py, recipients, normalize)?;
         let out = PyList::empty(py);
         for r in results {
             match r {
@@ -415,6 +425,28 @@ impl PyTemplate {
             }
         }
         Ok(out)
+    }
+
+    /// `render`, with the messages and the failures apart: `(messages, [(position,
+    /// exception), ...])`, positions into `recipients`. A batch then scans nothing in
+    /// Python to find the (usually no) failures.
+    #[pyo3(signature = (recipients, normalize = None))]
+    fn render_split<'py>(
+        &self,
+        py: Python<'py>,
+        recipients: &Bound<'py, PyAny>,
+        normalize: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<(Bound<'py, PyList>, Bound<'py, PyList>)> {
+        let results = self.render_all(py, recipients, normalize)?;
+        let messages = PyList::empty(py);
+        let failures = PyList::empty(py);
+        for (position, r) in results.into_iter().enumerate() {
+            match r {
+                Ok(inner) => messages.append(Bound::new(py, PyBuiltMessage { inner })?)?,
+                Err(e) => failures.append((position, mime_err(py, &e).into_value(py)))?,
+            }
+        }
+        Ok((messages, failures))
     }
 
     /// Addresses of the parts encoded once for the batch, for tests.

@@ -285,6 +285,7 @@ impl PyCommandFailed {
 #[pyclass(frozen, module = "fastsmtp._fastsmtp", name = "TransactionResult")]
 pub struct PyTransactionResult {
     tag: Py<PyAny>,
+    index: Option<usize>,
     mail_reply: Reply,
     rcpt_replies: Vec<Option<Reply>>,
     data_reply: Option<Reply>,
@@ -295,6 +296,10 @@ impl PyTransactionResult {
     #[getter]
     fn tag(&self, py: Python<'_>) -> Py<PyAny> {
         self.tag.clone_ref(py)
+    }
+    #[getter]
+    fn index(&self) -> Option<usize> {
+        self.index
     }
     #[getter]
     fn mail_reply(&self) -> PyReply {
@@ -339,6 +344,7 @@ impl PyTransactionResult {
 #[pyclass(frozen, module = "fastsmtp._fastsmtp", name = "TransactionAborted")]
 pub struct PyTransactionAborted {
     tag: Py<PyAny>,
+    index: Option<usize>,
     end_of_data_sent: bool,
     reason: String,
     reply: Option<Reply>,
@@ -349,6 +355,10 @@ impl PyTransactionAborted {
     #[getter]
     fn tag(&self, py: Python<'_>) -> Py<PyAny> {
         self.tag.clone_ref(py)
+    }
+    #[getter]
+    fn index(&self) -> Option<usize> {
+        self.index
     }
     #[getter]
     fn end_of_data_sent(&self) -> bool {
@@ -483,6 +493,8 @@ fn event_to_py(py: Python<'_>, event: Event) -> PyResult<Py<PyAny>> {
 struct Slot {
     txn_id: u64,
     tag: Py<PyAny>,
+    /// The message's position in the list given to `submit_run`; None for `submit`.
+    index: Option<usize>,
     on_accepted: Option<Py<PyAny>>,
 }
 
@@ -500,6 +512,26 @@ pub struct PyClientConnection {
 }
 
 impl PyClientConnection {
+    /// Hand one transaction to the core and remember what its events must carry.
+    fn queue(
+        &mut self,
+        tx: Transaction,
+        tag: Py<PyAny>,
+        index: Option<usize>,
+        on_accepted: Option<Py<PyAny>>,
+    ) -> Result<(), Error> {
+        let txn_id = self.next_txn_id;
+        self.conn.submit(txn_id, tx)?;
+        self.next_txn_id += 1;
+        self.slots.push_back(Slot {
+            txn_id,
+            tag,
+            index,
+            on_accepted,
+        });
+        Ok(())
+    }
+
     fn take_slot(&mut self, py: Python<'_>, txn_id: u64) -> Slot {
         let at = if self.slots.front().is_some_and(|s| s.txn_id == txn_id) {
             Some(0)
@@ -511,6 +543,7 @@ impl PyClientConnection {
                 // Unreachable: the core only reports transactions it was given.
                 txn_id,
                 tag: py.None(),
+                index: None,
                 on_accepted: None,
             })
     }
@@ -605,6 +638,7 @@ impl PyClientConnection {
                     }
                     let result = PyTransactionResult {
                         tag: slot.tag,
+                        index: slot.index,
                         mail_reply,
                         rcpt_replies,
                         data_reply,
@@ -617,8 +651,10 @@ impl PyClientConnection {
                     reason,
                     reply,
                 } => {
+                    let slot = self.take_slot(py, txn_id);
                     let aborted = PyTransactionAborted {
-                        tag: self.take_slot(py, txn_id).tag,
+                        tag: slot.tag,
+                        index: slot.index,
                         end_of_data_sent,
                         reason,
                         reply,
@@ -698,15 +734,37 @@ impl PyClientConnection {
                 ))
             }
         };
-        let txn_id = self.next_txn_id;
-        self.conn.submit(txn_id, tx).map_err(|e| to_py(py, e))?;
-        self.next_txn_id += 1;
-        self.slots.push_back(Slot {
-            txn_id,
-            tag,
-            on_accepted,
-        });
-        Ok(())
+        self.queue(tx, tag, None, on_accepted)
+            .map_err(|e| to_py(py, e))
+    }
+
+    /// `submit(tag, message, on_accepted)` for each of `messages[start:start + count]` in
+    /// one call, each transaction's events carrying the same tag and the message's position
+    /// as `index`: a batch needs no Python object or call per message on its way out.
+    /// Returns `(position, exception)` for the messages refused, as `submit` would raise.
+    #[pyo3(signature = (tag, messages, start, count, on_accepted = None))]
+    fn submit_run<'py>(
+        &mut self,
+        py: Python<'py>,
+        tag: Py<PyAny>,
+        messages: &Bound<'py, PyList>,
+        start: usize,
+        count: usize,
+        on_accepted: Option<Py<PyAny>>,
+    ) -> PyResult<Vec<(usize, Py<PyAny>)>> {
+        let stop = start.saturating_add(count).min(messages.len());
+        let mut refused = Vec::new();
+        for index in start..stop {
+            let queued = transaction_from_message(&messages.get_item(index)?).and_then(|tx| {
+                let on_accepted = on_accepted.as_ref().map(|f| f.clone_ref(py));
+                self.queue(tx, tag.clone_ref(py), Some(index), on_accepted)
+                    .map_err(|e| to_py(py, e))
+            });
+            if let Err(e) = queued {
+                refused.push((index, e.into_value(py).into_any()));
+            }
+        }
+        Ok(refused)
     }
 
     fn noop(&mut self, py: Python<'_>) -> PyResult<()> {
