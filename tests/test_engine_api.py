@@ -93,6 +93,10 @@ async def test_connect_opens_one_connection_that_later_sends_reuse() -> None:
             assert all(r.status == "accepted" for (r,) in results)
         assert server.connections == 1
         assert engine.stats.connections_opened == 1
+    # Every octet of the 15 messages went out, plus each one's commands (about 70 octets).
+    content = sum(len(stored.content) for stored in server.stored)
+    assert len(server.stored) == 15
+    assert content + 15 * 40 < engine.stats.bytes_sent < content + 15 * 150
 
 
 async def test_connect_reports_setup_errors() -> None:

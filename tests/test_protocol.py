@@ -98,6 +98,7 @@ def test_transaction_events() -> None:
     assert result.data_reply.text == "Ok: queued as X"
     assert conn.in_flight == 0 and conn.bytes_in_flight == 0
     assert "TransactionResult(tag=7" in repr(result)
+    assert conn.bytes_sent == len(b"EHLO client.example\r\n") + len(out)
 
 
 def test_tags_come_back_as_the_same_objects() -> None:

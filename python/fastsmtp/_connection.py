@@ -76,7 +76,7 @@ class Connection(asyncio.Protocol):
         self.closed = False
         self.close_reason = ""
         self.capabilities: core.Capabilities | None = None
-        self.bytes_sent = 0
+        self._writable = False  # a transport that takes writes (not closing or lost)
         self._handshake: asyncio.Future[Any] | None = None
         self._early_events: list[Any] = []
         self._loop = asyncio.get_running_loop()
@@ -102,6 +102,7 @@ class Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses: no isinstance check.
         self.transport = cast(asyncio.Transport, transport)
+        self._writable = True
         self._touch()
 
     def data_received(self, data: bytes) -> None:
@@ -114,6 +115,7 @@ class Connection(asyncio.Protocol):
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._writable = False
         if not self._lost.done():
             self._lost.set_result(None)
         if not self.core.is_closed:
@@ -130,9 +132,8 @@ class Connection(asyncio.Protocol):
 
     def _handle(self, events: list[core.Event]) -> None:
         out = self.core.data_to_send()
-        if out and self.transport is not None and not self.transport.is_closing():
-            self.bytes_sent += len(out)
-            self.transport.write(out)
+        if out and self._writable:
+            self.transport.write(out)  # type: ignore[union-attr]  # set when writable
         if not events:
             return
         for event in events:
@@ -169,6 +170,7 @@ class Connection(asyncio.Protocol):
             self._capacity.set()
 
     def _mark_closed(self, reason: str) -> None:
+        self._writable = False
         if self.closed:
             return
         self.closed = True
@@ -443,13 +445,17 @@ class Connection(asyncio.Protocol):
 
     def _flush(self) -> None:
         out = self.core.data_to_send()
-        if out and self.transport is not None and not self.transport.is_closing():
-            self.bytes_sent += len(out)
-            self.transport.write(out)
+        if out and self._writable:
+            self.transport.write(out)  # type: ignore[union-attr]  # set when writable
 
     @property
     def in_flight(self) -> int:
         return self.core.in_flight
+
+    @property
+    def bytes_sent(self) -> int:
+        """Octets handed to the transport."""
+        return self.core.bytes_sent
 
     # -- shutdown and timeouts ------------------------------------------------------------
 
@@ -472,6 +478,7 @@ class Connection(asyncio.Protocol):
         if self.closed:
             return
         self.close_reason = reason
+        self._writable = False
         if not self.core.is_closed:
             self._handle(self.core.receive_data(b""))
         self._mark_closed(reason)

@@ -463,6 +463,9 @@ class ClientConnection:
     def in_flight(self) -> int:
         """Transactions submitted and not yet resolved."""
     @property
+    def bytes_sent(self) -> int:
+        """Octets handed out by data_to_send() so far."""
+    @property
     def bytes_in_flight(self) -> int:
         """Message octets submitted and not yet resolved."""
     @property

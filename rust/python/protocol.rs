@@ -509,6 +509,9 @@ pub struct PyClientConnection {
     /// In submit order; replies resolve transactions in that order, so the one looked up
     /// is almost always at the front.
     slots: VecDeque<Slot>,
+    /// Octets handed out by `data_to_send` (the caller's statistics, without a Python
+    /// `len` and addition per write).
+    bytes_sent: u64,
 }
 
 impl PyClientConnection {
@@ -601,6 +604,7 @@ impl PyClientConnection {
             conn,
             next_txn_id: 0,
             slots: VecDeque::new(),
+            bytes_sent: 0,
         })
     }
 
@@ -686,7 +690,11 @@ impl PyClientConnection {
     }
 
     fn data_to_send<'py>(&mut self, py: Python<'py>) -> Bound<'py, PyBytes> {
-        self.conn.with_data_to_send(|bytes| PyBytes::new(py, bytes))
+        let bytes_sent = &mut self.bytes_sent;
+        self.conn.with_data_to_send(|bytes| {
+            *bytes_sent += bytes.len() as u64;
+            PyBytes::new(py, bytes)
+        })
     }
 
     fn starttls(&mut self, py: Python<'_>) -> PyResult<()> {
@@ -786,6 +794,10 @@ impl PyClientConnection {
     #[getter]
     fn in_flight(&self) -> usize {
         self.conn.in_flight()
+    }
+    #[getter]
+    fn bytes_sent(&self) -> u64 {
+        self.bytes_sent
     }
     #[getter]
     fn bytes_in_flight(&self) -> usize {
