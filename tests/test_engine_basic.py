@@ -272,3 +272,18 @@ async def test_batch_indexes_survive_failures_retries_and_chunks(counted_only: b
     for r in results:
         assert r.recipient == recipients[r.index]["address"]
         assert (r.status == "accepted") == (stored[r.recipient] == 1)
+
+
+@pytest.mark.parametrize("chunk_size", [1, 3, 64, 1000])
+async def test_every_recipient_of_an_iterator_is_sent_whatever_the_chunk_size(
+    chunk_size: int,
+) -> None:
+    template = fastsmtp.Message(sender="a@example.com", subject="s", text="t")
+    recipients = [f"u{i}@example.org" for i in range(130)]
+    async with FaultServer() as server:
+        async with fastsmtp.Engine("127.0.0.1", server.port, tls="none") as engine:
+            report = await engine.send_batch(template, iter(recipients), chunk_size=chunk_size)
+            with pytest.raises(ValueError, match="chunk_size"):
+                await engine.send_batch(template, recipients, chunk_size=0)
+    assert report.accepted == 130
+    assert sorted(s.rcpt for s in server.stored) == sorted(recipients)

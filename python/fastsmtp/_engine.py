@@ -17,6 +17,7 @@ import ssl
 import sys
 import time
 from collections.abc import AsyncIterable, Awaitable, Callable, Coroutine, Iterable, Sequence
+from itertools import islice
 from typing import Any, TypeVar
 
 from fastsmtp import _fastsmtp as core
@@ -290,6 +291,8 @@ class Engine:
         first chunk for an iterator); a recipient that lacks a variable others have gets a
         ``failed`` Result naming it.
         """
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size must be at least 1, not {chunk_size}")
         if template.to or template.cc or template.bcc:
             raise InvalidMessage(
                 "a batch template must not have to/cc/bcc: each recipient becomes the To",
@@ -470,13 +473,12 @@ async def _chunks(items: Iterable[T] | AsyncIterable[T], size: int) -> AsyncIter
             if len(chunk) >= size:
                 yield chunk
                 chunk = []
-    else:
-        for item in items:
-            chunk.append(item)
-            if len(chunk) >= size:
-                yield chunk
-                chunk = []
-    if chunk:
+        if chunk:
+            yield chunk
+        return
+    # islice fills each chunk in C: no Python bytecode per recipient.
+    iterator = iter(items)
+    while chunk := list(islice(iterator, size)):
         yield chunk
 
 
