@@ -664,7 +664,8 @@ impl ClientConnection {
     /// Feed bytes from the server (`b""` = the server closed the connection). Never fails:
     /// a misbehaving server ends the connection with events.
     pub fn receive_data(&mut self, data: &[u8]) -> Vec<Event> {
-        let mut events = Vec::new();
+        // Room for the usual read's events (a transaction result or two) without growing.
+        let mut events = Vec::with_capacity(4);
         if !state::is_live(self.state) {
             return events;
         }

@@ -13,8 +13,9 @@
 //! Runs between line ends are found with `memchr` and copied whole.
 
 use std::borrow::Cow;
+use std::sync::LazyLock;
 
-use memchr::{memchr2, memchr_iter};
+use memchr::{memchr2, memchr_iter, memmem};
 
 /// Streaming encoder for the DATA phase: normalizes line ends and doubles leading dots.
 #[derive(Debug, Clone, Copy)]
@@ -102,6 +103,11 @@ pub fn dot_stuff(body: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The `"\n."` searcher, built once: `memmem::find_iter` would build one per chunk, which
+/// cost as much as searching a 1 KB body.
+static LINE_START_DOT: LazyLock<memmem::Finder<'static>> =
+    LazyLock::new(|| memmem::Finder::new(b"\n."));
+
 /// Dot-stuffing of a body already in wire form (only CRLF line ends, as every
 /// [`crate::protocol::connection::Transaction`] body is): only lines that start with "."
 /// need work, and one `memmem` search for `"\n."` finds them, so a body without any is
@@ -132,7 +138,7 @@ impl WireStuffer {
             out.push(b'.');
         }
         let mut from = 0;
-        for i in memchr::memmem::find_iter(input, b"\n.") {
+        for i in LINE_START_DOT.find_iter(input) {
             out.extend_from_slice(&input[from..=i]);
             out.push(b'.');
             from = i + 1;
