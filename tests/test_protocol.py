@@ -163,6 +163,10 @@ def test_on_accepted_counts_instead_of_results() -> None:
     assert plain.tag == 5 and plain.all_positive
     assert conn.in_flight == 0 and first == [] and second == []  # the caller calls them
     assert "Accepted(recipients=6)" in repr(merged)
+    assert merged() is None and other() is None
+    assert first == [6] and second == [1]
+    with pytest.raises(TypeError):
+        merged(1)  # type: ignore[call-arg]
 
 
 def run_messages(*addresses: str) -> list[core.BuiltMessage]:

@@ -106,32 +106,14 @@ class Connection(asyncio.Protocol):
         self._touch()
 
     def data_received(self, data: bytes) -> None:
-        self._last_activity = self._loop.time()  # _touch(), inlined: once per read
-        self._handle(self.core.receive_data(data))
+        """Feed the core and act on what it says; ``b""`` tells it the connection ended
+        (asyncio itself never passes empty data).
 
-    def eof_received(self) -> bool | None:
-        if not self.core.is_closed:
-            self._handle(self.core.receive_data(b""))
-        return False
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._writable = False
-        if not self._lost.done():
-            self._lost.set_result(None)
-        if not self.core.is_closed:
-            self._handle(self.core.receive_data(b""))
-        self._mark_closed(self.close_reason or f"connection lost: {exc or 'closed by peer'}")
-
-    def pause_writing(self) -> None:
-        self._can_write.clear()
-
-    def resume_writing(self) -> None:
-        self._can_write.set()
-
-    # -- events -------------------------------------------------------------------------
-
-    def _handle(self, events: list[core.Event]) -> None:
-        out = self.core.data_to_send()
+        The hot path: one Python frame per read (the event handling is inline)."""
+        self._last_activity = self._loop.time()  # _touch(), inlined
+        client = self.core
+        events = client.receive_data(data)
+        out = client.data_to_send()
         if out and self._writable:
             self.transport.write(out)  # type: ignore[union-attr]  # set when writable
         if not events:
@@ -139,7 +121,7 @@ class Connection(asyncio.Protocol):
         for event in events:
             kind = type(event)  # exact classes: cheaper than isinstance, once per event
             if kind is _ACCEPTED:
-                event.on_accepted(event.recipients)  # type: ignore[union-attr]
+                event()  # type: ignore[operator]  # on_accepted(recipients)
             elif kind is _RESULT or kind is _ABORTED:
                 self.on_settled(self, event)
             elif isinstance(event, core.Closed):
@@ -156,18 +138,39 @@ class Connection(asyncio.Protocol):
                     # The greeting and the EHLO reply can both arrive before _setup() waits
                     # for them (a busy loop between connection_made and _expect): keep it.
                     self._early_events.append(event)
-        in_flight = self.core.in_flight
+        in_flight = client.in_flight
         if not in_flight:
             self._nothing_in_flight.set()
         if (
             self._capacity_cleared
             and in_flight <= self.window // 2
-            and self.core.bytes_in_flight <= self.config.window_bytes // 2
+            and client.bytes_in_flight <= self.config.window_bytes // 2
         ):
             # A full window is refilled once half of it has drained, not one slot at a
             # time: each worker wake-up then submits a large group.
             self._capacity_cleared = False
             self._capacity.set()
+
+    def eof_received(self) -> bool | None:
+        if not self.core.is_closed:
+            self.data_received(b"")
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._writable = False
+        if not self._lost.done():
+            self._lost.set_result(None)
+        if not self.core.is_closed:
+            self.data_received(b"")
+        self._mark_closed(self.close_reason or f"connection lost: {exc or 'closed by peer'}")
+
+    def pause_writing(self) -> None:
+        self._can_write.clear()
+
+    def resume_writing(self) -> None:
+        self._can_write.set()
+
+    # -- events -------------------------------------------------------------------------
 
     def _mark_closed(self, reason: str) -> None:
         self._writable = False
@@ -480,7 +483,7 @@ class Connection(asyncio.Protocol):
         self.close_reason = reason
         self._writable = False
         if not self.core.is_closed:
-            self._handle(self.core.receive_data(b""))
+            self.data_received(b"")  # EOF to the core
         self._mark_closed(reason)
         if self.transport is not None:
             self.transport.abort()

@@ -362,10 +362,13 @@ class Accepted:
 
     @property
     def on_accepted(self) -> Callable[[int], object]:
-        """The callback given to submit(); call it with ``recipients``."""
+        """The callback given to submit(); calling the event calls it with ``recipients``."""
     @property
     def recipients(self) -> int:
         """How many recipients these transactions delivered to."""
+    def __call__(self) -> object:
+        """``on_accepted(recipients)``, returning what it returns (and raising what it
+        raises)."""
 
 Event = (
     Ready

@@ -436,6 +436,11 @@ pub struct PyAccepted {
 
 #[pymethods]
 impl PyAccepted {
+    /// `on_accepted(recipients)`: one call from Python instead of two attribute reads
+    /// and a call (this runs once per read on the count-only path).
+    fn __call__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        self.on_accepted.call1(py, (self.recipients,))
+    }
     fn __repr__(&self) -> String {
         format!("Accepted(recipients={})", self.recipients)
     }
