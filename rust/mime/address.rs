@@ -25,21 +25,58 @@ const MAX_DOMAIN: usize = 255;
 pub struct Mailbox {
     /// The display name, unquoted and unescaped (`None` when absent or empty).
     pub name: Option<String>,
-    /// The local part as it goes on the wire: a Dot-string, or a Quoted-string with quotes.
-    pub local: String,
-    /// The domain in ASCII form (punycode for IDNs), or an address literal `[...]`.
-    pub domain: String,
+    /// `local@domain` as it goes on the wire: the local part a Dot-string or a
+    /// Quoted-string with its quotes, the domain in ASCII form (punycode for IDNs) or an
+    /// address literal `[...]`. One string, so a plain address is kept as it was given.
+    addr: String,
+    /// Where the `@` between them is.
+    at: usize,
 }
 
 impl Mailbox {
+    /// A mailbox from parts already valid (for tests and the parser).
+    pub fn new(name: Option<String>, local: &str, domain: &str) -> Mailbox {
+        Mailbox {
+            name,
+            addr: format!("{local}@{domain}"),
+            at: local.len(),
+        }
+    }
+
     /// Parse `Name <local@domain>`, `<local@domain>` or `local@domain`.
     ///
     /// `field` names the input in errors (`"sender"`, `"to[0]"`...).
     pub fn parse(input: &str, field: &str) -> Result<Mailbox> {
-        match Self::parse_plain(input) {
-            Some(mailbox) => Ok(mailbox),
+        match Self::plain_at(input) {
+            Some(at) => Ok(Mailbox {
+                name: None,
+                addr: input.to_owned(),
+                at,
+            }),
             None => Self::parse_full(input, field),
         }
+    }
+
+    /// `parse` taking ownership: a plain address becomes the mailbox without a copy.
+    pub fn parse_owned(input: String, field: &str) -> Result<Mailbox> {
+        match Self::plain_at(&input) {
+            Some(at) => Ok(Mailbox {
+                name: None,
+                addr: input,
+                at,
+            }),
+            None => Self::parse_full(&input, field),
+        }
+    }
+
+    /// The local part, as it goes on the wire.
+    pub fn local(&self) -> &str {
+        &self.addr[..self.at]
+    }
+
+    /// The domain in ASCII form, or an address literal.
+    pub fn domain(&self) -> &str {
+        &self.addr[self.at + 1..]
     }
 
     /// The common shape in one pass over the octets: a bare ASCII `local@domain` with a
@@ -48,7 +85,7 @@ impl Mailbox {
     /// message; what this accepts, `parse_full` accepts identically (a proptest checks).
     /// Written out because the general parser's char searches and splits cost ~1,500
     /// instructions per recipient, a tenth of rendering a personalized message.
-    fn parse_plain(s: &str) -> Option<Mailbox> {
+    fn plain_at(s: &str) -> Option<usize> {
         let b = s.as_bytes();
         let at = memchr::memchr(b'@', b)?;
         let (local, domain) = (&b[..at], &b[at + 1..]);
@@ -90,11 +127,7 @@ impl Mailbox {
         if label == 0 || prev == b'-' {
             return None;
         }
-        Some(Mailbox {
-            name: None,
-            local: s[..at].to_owned(),
-            domain: s[at + 1..].to_owned(),
-        })
+        Some(at)
     }
 
     /// Every accepted form, with an error message for each way an address can be wrong.
@@ -164,25 +197,17 @@ impl Mailbox {
         }
         check_local(local).map_err(|m| bad(field, m))?;
         let domain = ascii_domain(domain).map_err(|m| bad(field, m))?;
-        Ok(Mailbox {
-            name: None,
-            local: local.to_owned(),
-            domain,
-        })
+        Ok(Mailbox::new(None, local, &domain))
     }
 
     /// `local@domain`, as written in MAIL FROM / RCPT TO and in headers.
-    pub fn addr_spec(&self) -> String {
-        let mut s = String::with_capacity(self.local.len() + 1 + self.domain.len());
-        s.push_str(&self.local);
-        s.push('@');
-        s.push_str(&self.domain);
-        s
+    pub fn addr_spec(&self) -> &str {
+        &self.addr
     }
 
     /// True when the local part is non-ASCII, so the message needs SMTPUTF8 (RFC 6531).
     pub fn needs_smtputf8(&self) -> bool {
-        !self.local.is_ascii()
+        !self.local().is_ascii()
     }
 }
 
@@ -347,11 +372,20 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// What the one-pass path makes of `s` (None: left to the full parser).
+    fn plain(s: &str) -> Option<Mailbox> {
+        Mailbox::plain_at(s).map(|at| Mailbox {
+            name: None,
+            addr: s.to_owned(),
+            at,
+        })
+    }
+
     proptest! {
         /// The one-pass path accepts only what the full parser accepts, with the same result.
         #[test]
         fn plain_path_agrees_with_full_parser(s in "[a-zA-Z0-9.@<> \"\\-_+!~é\t]{0,24}") {
-            if let Some(plain) = Mailbox::parse_plain(&s) {
+            if let Some(plain) = plain(&s) {
                 prop_assert_eq!(Mailbox::parse_full(&s, "f"), Ok(plain));
             }
         }
@@ -362,7 +396,7 @@ mod tests {
             domain in "[a-z0-9]([a-z0-9-]{0,10}[a-z0-9])?(\\.[a-z]{2,6}){1,2}",
         ) {
             let s = format!("{local}@{domain}");
-            let plain = Mailbox::parse_plain(&s);
+            let plain = plain(&s);
             prop_assert!(plain.is_some(), "{} not taken by the fast path", s);
             prop_assert_eq!(Mailbox::parse_full(&s, "f"), Ok(plain.unwrap()));
         }
@@ -391,13 +425,13 @@ mod tests {
             "a@b@c.d",
             "a@b.c\r\n",
         ] {
-            assert_eq!(Mailbox::parse_plain(s), None, "{s:?}");
+            assert_eq!(plain(s), None, "{s:?}");
         }
         let long_local = format!("{}@b.c", "a".repeat(65));
         let long_label = format!("a@{}.c", "b".repeat(64));
-        assert_eq!(Mailbox::parse_plain(&long_local), None);
-        assert_eq!(Mailbox::parse_plain(&long_label), None);
-        assert!(Mailbox::parse_plain(&format!("{}@b.c", "a".repeat(64))).is_some());
+        assert_eq!(plain(&long_local), None);
+        assert_eq!(plain(&long_label), None);
+        assert!(plain(&format!("{}@b.c", "a".repeat(64))).is_some());
     }
 
     #[test]
@@ -451,8 +485,8 @@ mod tests {
         for &(input, name, local, domain) in table {
             let m = Mailbox::parse(input, "to[0]").unwrap_or_else(|e| panic!("{input}: {e}"));
             assert_eq!(m.name.as_deref(), name, "{input}");
-            assert_eq!(m.local, local, "{input}");
-            assert_eq!(m.domain, domain, "{input}");
+            assert_eq!(m.local(), local, "{input}");
+            assert_eq!(m.domain(), domain, "{input}");
         }
     }
 

@@ -279,11 +279,11 @@ impl Prepared {
         let bcc = parse_list(&spec.bcc, "bcc")?;
         let reply_to = parse_list(&spec.reply_to, "reply_to")?;
         let (envelope_sender, env_utf8) = match spec.envelope_sender.as_deref() {
-            None => (from.addr_spec(), from.needs_smtputf8()),
+            None => (from.addr_spec().to_owned(), from.needs_smtputf8()),
             Some(s) if s.trim().is_empty() || s.trim() == "<>" => (String::new(), false),
             Some(s) => {
                 let m = Mailbox::parse(s, "envelope_sender")?;
-                (m.addr_spec(), m.needs_smtputf8())
+                (m.addr_spec().to_owned(), m.needs_smtputf8())
             }
         };
         let smtputf8 = env_utf8
@@ -341,10 +341,10 @@ impl Prepared {
         let extra_recipients = cc
             .iter()
             .chain(bcc.iter())
-            .map(Mailbox::addr_spec)
+            .map(|m| m.addr_spec().to_owned())
             .collect();
         Ok(Prepared {
-            msgid_domain: from.domain.clone(),
+            msgid_domain: from.domain().to_owned(),
             from,
             envelope_sender,
             to,
@@ -543,7 +543,7 @@ pub fn build_message(spec: &MessageSpec) -> Result<BuiltMessage> {
         .as_deref()
         .map(|t| (write_text_part(&mut html_buf, "html", t),));
     let to: Vec<&Mailbox> = prep.to.iter().collect();
-    let mut recipients: Vec<String> = prep.to.iter().map(Mailbox::addr_spec).collect();
+    let mut recipients: Vec<String> = prep.to.iter().map(|m| m.addr_spec().to_owned()).collect();
     recipients.extend(prep.extra_recipients.iter().cloned());
     let parts = Parts {
         to: &to,

@@ -316,14 +316,7 @@ pub fn write_address_header(out: &mut Vec<u8>, name: &str, boxes: &[&Mailbox]) {
             None => (b"", b""),
         };
         let comma: &[u8] = if i + 1 < boxes.len() { b"," } else { b"" };
-        let parts = [
-            open,
-            m.local.as_bytes(),
-            b"@",
-            m.domain.as_bytes(),
-            close,
-            comma,
-        ];
+        let parts = [open, m.addr_spec().as_bytes(), close, comma];
         h.token_parts(b" ", &parts);
     }
     h.finish();
@@ -583,11 +576,7 @@ mod tests {
             ("  spaced  ", "To: \"  spaced  \" <a@x.org>\r\n"),
             ("Jörg", "To: =?utf-8?q?J=C3=B6rg?= <a@x.org>\r\n"),
         ] {
-            let m = Mailbox {
-                name: Some(name.into()),
-                local: "a".into(),
-                domain: "x.org".into(),
-            };
+            let m = Mailbox::new(Some(name.into()), "a", "x.org");
             let mut out = Vec::new();
             write_address_header(&mut out, "To", &[&m]);
             assert_eq!(String::from_utf8(out).unwrap(), want);
@@ -597,11 +586,7 @@ mod tests {
     #[test]
     fn address_list_folds_between_addresses() {
         let boxes: Vec<Mailbox> = (0..10)
-            .map(|i| Mailbox {
-                name: Some(format!("Person {i}")),
-                local: format!("p{i}"),
-                domain: "example.com".into(),
-            })
+            .map(|i| Mailbox::new(Some(format!("Person {i}")), &format!("p{i}"), "example.com"))
             .collect();
         let refs: Vec<&Mailbox> = boxes.iter().collect();
         let mut out = Vec::new();

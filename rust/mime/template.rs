@@ -420,13 +420,13 @@ impl Template {
         rng: &mut fastrand::Rng,
         scratch: &mut Scratch,
     ) -> Result<BuiltMessage> {
-        let mut mailbox = Mailbox::parse(&r.address, "address")?;
+        let mut mailbox = Mailbox::parse_owned(r.address, "address")?;
         if let Some(name) = r.name.filter(|n| !n.is_empty()) {
             check_no_ctl("name", &name)?;
             mailbox.name = Some(name);
         }
-        let addr = mailbox.addr_spec();
-        let display = mailbox.name.clone().unwrap_or_default();
+        let addr = mailbox.addr_spec().to_owned();
+        let display = mailbox.name.as_deref().unwrap_or_default();
         let ctx = self.context(Value::from(addr.as_str()), Value::from(display), r.data);
         let Scratch {
             subject: subject_buf,
