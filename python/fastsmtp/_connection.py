@@ -400,7 +400,7 @@ class Connection(asyncio.Protocol):
         A message comes back as the ``tag`` (a Job, or its Run and ``index``) of its
         TransactionResult or TransactionAborted, or, when it has ``on_accepted`` and every
         recipient was accepted, only as a count in an Accepted event."""
-        core = self.core
+        client = self.core
         refused: list[tuple[Job, Exception]] = []
         taken = 0
         # Closed while the caller waited (e.g. for the rate limit): the jobs stay queued.
@@ -409,7 +409,7 @@ class Connection(asyncio.Protocol):
             if type(item) is Run:
                 start = item.next
                 n = min(count - taken, len(item.messages) - start)
-                for position, error in core.submit_run(
+                for position, error in client.submit_run(
                     item, item.messages, start, n, item.on_accepted
                 ):
                     refused.append((item.job(position), error))
@@ -425,7 +425,7 @@ class Connection(asyncio.Protocol):
             try:
                 if job.explicit_envelope:
                     message = job.message
-                    core.submit(
+                    client.submit(
                         job,
                         None,
                         job.on_accepted,
@@ -434,7 +434,7 @@ class Connection(asyncio.Protocol):
                         body=message.as_bytes(),
                     )
                 else:
-                    core.submit(job, job.message, job.on_accepted)  # type: ignore[arg-type]
+                    client.submit(job, job.message, job.on_accepted)  # type: ignore[arg-type]
             except Exception as e:  # the caller gives the job its one result
                 refused.append((job, e))
         self.submitted += taken - len(refused)
@@ -448,7 +448,9 @@ class Connection(asyncio.Protocol):
 
     def _flush(self) -> None:
         out = self.core.data_to_send()
-        if out and self._writable:
+        # Called from tasks (not from the transport's callbacks): the transport may have
+        # closed itself since the last callback (a write error), so ask it too.
+        if out and self._writable and not self.transport.is_closing():  # type: ignore[union-attr]
             self.transport.write(out)  # type: ignore[union-attr]  # set when writable
 
     @property
@@ -457,7 +459,8 @@ class Connection(asyncio.Protocol):
 
     @property
     def bytes_sent(self) -> int:
-        """Octets handed to the transport."""
+        """Octets the core framed for the server (all written, unless the connection was
+        closing when they were framed)."""
         return self.core.bytes_sent
 
     # -- shutdown and timeouts ------------------------------------------------------------
