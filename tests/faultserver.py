@@ -48,6 +48,8 @@ class Stored:
     rcpt: str
     message_id: str
     content: bytes
+    connection: int
+    """Which connection it came over (1 for the first accepted)."""
 
 
 class FaultServer:
@@ -213,7 +215,7 @@ class FaultServer:
                 body = await self._read_data(reader)
                 if body is None:
                     return
-                if not await self._finish(writer, mail_from, rcpts, body):
+                if not await self._finish(writer, number, mail_from, rcpts, body):
                     return
                 mail_from, rcpts = None, []
             elif verb == "BDAT":
@@ -234,7 +236,7 @@ class FaultServer:
                 if not is_last:
                     await self._reply(writer, f"250 2.0.0 {len(chunk)} octets received")
                     continue
-                if not await self._finish(writer, mail_from, rcpts, b"".join(chunks)):
+                if not await self._finish(writer, number, mail_from, rcpts, b"".join(chunks)):
                     return
                 mail_from, rcpts, chunks = None, [], []
             elif verb == "RSET":
@@ -260,7 +262,12 @@ class FaultServer:
             lines.append(line[1:] if line.startswith(b".") else line)
 
     async def _finish(
-        self, writer: asyncio.StreamWriter, mail_from: str, rcpts: list[str], body: bytes
+        self,
+        writer: asyncio.StreamWriter,
+        number: int,
+        mail_from: str,
+        rcpts: list[str],
+        body: bytes,
     ) -> bool:
         """Reply to the end of data; False when the connection is to be dropped."""
         if self._roll("data_451"):
@@ -272,7 +279,7 @@ class FaultServer:
         match = MESSAGE_ID.search(body)
         message_id = match.group(1).decode() if match else ""
         for rcpt in rcpts:
-            self.stored.append(Stored(mail_from, rcpt, message_id, body))
+            self.stored.append(Stored(mail_from, rcpt, message_id, body, number))
         if self._roll("disconnect_after_end"):
             return False
         await self._reply(writer, "250 2.0.0 Ok: queued")

@@ -4,6 +4,7 @@ the pool reuses connections across calls."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
 
 import pytest
@@ -193,3 +194,37 @@ async def test_a_connection_that_went_silent_is_replaced_before_any_message_is_w
         assert server.connections == 2
         assert server.commands["MAIL"] == mails_before + 5  # none went to the silent one
         assert sorted(server.stored_pairs().values()) == [1] * 6
+
+
+async def test_max_messages_per_connection_splits_a_batch_over_fresh_connections() -> None:
+    """A batch's chunk is queued as one run; a connection takes no more of it than its
+    message limit allows, and the next connection goes on where it stopped."""
+    template = fastsmtp.Message(sender="a@example.com", subject="s", text="t")
+    recipients = [f"u{i}@example.org" for i in range(30)]
+    async with FaultServer() as server:
+        async with fastsmtp.Engine(
+            "127.0.0.1", server.port, tls="none", connections=1, max_messages_per_connection=7
+        ) as engine:
+            report = await engine.send_batch(template, recipients)
+    assert report.accepted == 30
+    assert sorted(s.rcpt for s in server.stored) == sorted(recipients)
+    per_connection = Counter(s.connection for s in server.stored)
+    assert server.connections == 5 and max(per_connection.values()) == 7
+    assert sum(per_connection.values()) == 30
+
+
+async def test_rate_limit_holds_a_batch_back() -> None:
+    """rate_limit=100: the first second's worth goes at once, the other 50 messages of the
+    run wait for tokens (half a second at least), and each is sent once."""
+    template = fastsmtp.Message(sender="a@example.com", subject="s", text="t")
+    recipients = [f"u{i}@example.org" for i in range(150)]
+    async with FaultServer() as server:
+        async with fastsmtp.Engine(
+            "127.0.0.1", server.port, tls="none", connections=2, rate_limit=100
+        ) as engine:
+            started = time.monotonic()
+            report = await engine.send_batch(template, recipients)
+            elapsed = time.monotonic() - started
+    assert report.accepted == 150
+    assert Counter(s.rcpt for s in server.stored) == Counter(recipients)
+    assert elapsed >= 0.45
