@@ -197,6 +197,7 @@ def test_submit_run_tags_each_message_with_its_position() -> None:
         ("TransactionResult", 3),
     ]
     assert all(e.tag is run for e in events)
+    assert ", index=2, mail=250" in repr(events[1])
     assert [e.all_positive for e in events] == [True, False, True]
     # submit() leaves index None.
     conn.submit(9, messages[0])

@@ -329,8 +329,8 @@ impl PyTransactionResult {
             .map(|r| r.as_ref().map_or("None".into(), |r| r.code.to_string()))
             .collect();
         format!(
-            "TransactionResult(tag={}, mail={}, rcpt=[{}], data={})",
-            tag_repr(py, &self.tag),
+            "TransactionResult({}, mail={}, rcpt=[{}], data={})",
+            tag_repr(py, &self.tag, self.index),
             self.mail_reply.code,
             rcpts.join(", "),
             self.data_reply
@@ -374,8 +374,8 @@ impl PyTransactionAborted {
     }
     fn __repr__(&self, py: Python<'_>) -> String {
         format!(
-            "TransactionAborted(tag={}, end_of_data_sent={}, reason={:?})",
-            tag_repr(py, &self.tag),
+            "TransactionAborted({}, end_of_data_sent={}, reason={:?})",
+            tag_repr(py, &self.tag, self.index),
             py_bool(self.end_of_data_sent),
             self.reason
         )
@@ -418,10 +418,16 @@ fn all_positive(mail: &Reply, rcpts: &[Option<Reply>], data: &Option<Reply>) -> 
             .all(|r| r.as_ref().is_some_and(Reply::is_positive))
 }
 
-fn tag_repr(py: Python<'_>, tag: &Py<PyAny>) -> String {
-    tag.bind(py)
+/// `tag=<repr>`, and `, index=N` for a transaction from `submit_run`.
+fn tag_repr(py: Python<'_>, tag: &Py<PyAny>, index: Option<usize>) -> String {
+    let tag = tag
+        .bind(py)
         .repr()
-        .map_or_else(|_| "?".into(), |r| r.to_string())
+        .map_or_else(|_| "?".into(), |r| r.to_string());
+    match index {
+        Some(i) => format!("tag={tag}, index={i}"),
+        None => format!("tag={tag}"),
+    }
 }
 
 /// Recipients accepted by transactions submitted with the same `on_accepted`, reported
