@@ -155,6 +155,20 @@ def test_postfix_disconnect_stats_count_commands(postfix: PostfixInstance) -> No
     assert postfix.messages_for(bdat_rcpt)[0].endswith(b"body\n")
 
 
+def test_disconnect_stats_skip_sessions_that_began_earlier() -> None:
+    """A session that connected before the offset but is logged as ended after it (an
+    earlier test's, logging lags) is not one of the sessions asked about."""
+    log = (
+        "Nov 28 10:40:00 localhost x/smtpd[7]: disconnect from unknown[127.0.0.1]"
+        " ehlo=1 quit=1 commands=2\n"
+        "Nov 28 10:40:00 localhost x/smtpd[8]: connect from unknown[127.0.0.1]\n"
+        "Nov 28 10:40:01 localhost x/smtpd[8]: disconnect from unknown[127.0.0.1]"
+        " ehlo=1 mail=1 rcpt=1 bdat=1 quit=1 commands=5\n"
+    )
+    assert [s.get("bdat") for s in parse_disconnect_stats(log)] == [None, 1]
+    assert [s.get("bdat") for s in parse_disconnect_stats(log, started_in_log=True)] == [1]
+
+
 def test_parse_disconnect_stats_with_failures() -> None:
     line = (
         "Nov 28 10:40:00 localhost x/smtpd[1]: disconnect from unknown[127.0.0.1] "

@@ -56,6 +56,7 @@ import subprocess
 import tempfile
 import time
 import weakref
+from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Literal, Self
@@ -109,6 +110,8 @@ _QUEUE_LAYOUT: tuple[tuple[str, int, bool], ...] = (
 
 # "disconnect from unknown[127.0.0.1] ehlo=1 mail=2 rcpt=2 bdat=4 quit=1 commands=10"
 _DISCONNECT_RE = re.compile(r"\bdisconnect from \S+((?: [a-z]+=\d+(?:/\d+)?)+)\s*$")
+_CONNECT_RE = re.compile(r" (\S+\[\d+\]): connect from ")
+_PROCESS_RE = re.compile(r" (\S+\[\d+\]): ")
 
 # Only the services a sending-side test needs; nothing chrooted (the queue dir has no /etc).
 _MASTER_CF = """\
@@ -961,10 +964,12 @@ class PostfixInstance(Peer):
         Postfix writes ``name=ok/total`` when some failed; then the dict also gets
         ``"name_total"``. ``since`` is a ``log_offset()``; with ``expected`` this waits
         until that many sessions have been logged (logging lags the SMTP reply slightly).
+        Only sessions that connected after ``since`` count: an earlier test's session can
+        be logged as ended after it.
         """
         deadline = time.monotonic() + timeout
         while True:
-            stats = parse_disconnect_stats(self._log_since(since))
+            stats = parse_disconnect_stats(self._log_since(since), started_in_log=since > 0)
             if expected is None or len(stats) >= expected:
                 return stats
             if time.monotonic() > deadline:
@@ -975,13 +980,25 @@ class PostfixInstance(Peer):
             time.sleep(0.02)
 
 
-def parse_disconnect_stats(log: str) -> list[DisconnectStats]:
-    """Parse Postfix ``disconnect from HOST ehlo=1 mail=1/2 ...`` lines (see above)."""
+def parse_disconnect_stats(log: str, *, started_in_log: bool = False) -> list[DisconnectStats]:
+    """Parse Postfix ``disconnect from HOST ehlo=1 mail=1/2 ...`` lines (see above). With
+    ``started_in_log``, a session counts only if its ``connect from`` line (same smtpd
+    process) is in ``log`` too."""
     result: list[DisconnectStats] = []
+    started: Counter[str] = Counter()
     for line in log.splitlines():
+        if started_in_log and (c := _CONNECT_RE.search(line)):
+            started[c.group(1)] += 1
+            continue
         m = _DISCONNECT_RE.search(line)
         if not m:
             continue
+        if started_in_log:
+            process = _PROCESS_RE.search(line)
+            key = process.group(1) if process else ""
+            if not started[key]:
+                continue  # it began before this part of the log
+            started[key] -= 1
         stats: DisconnectStats = {}
         for item in m.group(1).split():
             name, _, value = item.partition("=")
