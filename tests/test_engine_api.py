@@ -76,7 +76,7 @@ async def test_send_raw_rejects_a_bad_envelope_before_connecting(
         async with fastsmtp.Engine("127.0.0.1", server.port, tls="none") as engine:
             with pytest.raises(fastsmtp.InvalidMessage) as info:
                 await engine.send_raw(sender, recipients, data)
-        assert info.value.field == field
+        assert (info.value.field or "").split("[")[0] == field
         assert server.connections == 0
 
 

@@ -79,152 +79,148 @@ def test_reply_object() -> None:
     assert core.parse_replies(b"250 ok\r\n250 incomp") == core.parse_replies(b"250 ok\r\n")
 
 
+def raw(
+    recipients: list[str], body: bytes = b"x", sender: str = "a@example.org"
+) -> core.RawMessage:
+    return core.RawMessage(sender, recipients, body)
+
+
+def exchange(conn: core.ClientConnection, *replies: bytes) -> list[core.Event]:
+    """Take what the connection framed, then feed each reply in turn (a server answers
+    only what it has received): the events of all of them."""
+    events: list[core.Event] = []
+    for reply in replies:
+        conn.data_to_send()
+        events += conn.receive_data(reply)
+    return events
+
+
 def test_transaction_events() -> None:
     conn = ready()
-    conn.submit(7, sender="a@example.org", recipients=["b@example.org", "c@example.org"], body=b"x")
+    conn.submit("lot", 7, raw(["b@example.org", "c@example.org"]))
     assert (conn.in_flight, conn.bytes_in_flight) == (1, 3)
     out = conn.data_to_send()
+    # With CHUNKING, the BDAT LAST waits for the MAIL and RCPT replies (data window 1).
     assert out == (
         b"MAIL FROM:<a@example.org> SIZE=3\r\nRCPT TO:<b@example.org>\r\n"
-        b"RCPT TO:<c@example.org>\r\nBDAT 3 LAST\r\nx\r\n"
+        b"RCPT TO:<c@example.org>\r\n"
     )
-    (result,) = conn.receive_data(
-        b"250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n550 5.1.1 nope\r\n250 2.0.0 Ok: queued as X\r\n"
-    )
+    assert conn.receive_data(b"250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n550 5.1.1 nope\r\n") == []
+    assert conn.oldest_unanswered is None  # the BDAT LAST is framed, not yet sent
+    bdat = conn.data_to_send()
+    assert bdat == b"BDAT 3 LAST\r\nx\r\n"
+    oldest = conn.oldest_unanswered
+    assert oldest is not None and oldest[0] == "BDAT LAST" and 0 <= oldest[1] < 5
+    (result,) = conn.receive_data(b"250 2.0.0 Ok: queued as X\r\n")
     assert isinstance(result, core.TransactionResult)
-    assert result.tag == 7
+    assert (result.lot, result.index) == ("lot", 7)
     assert result.mail_reply.code == 250
-    assert [r.code for r in result.rcpt_replies] == [250, 550]
-    assert result.data_reply.text == "Ok: queued as X"
+    assert [r.code for r in result.rcpt_replies if r] == [250, 550]
+    assert result.data_reply is not None and result.data_reply.text == "Ok: queued as X"
+    assert result.delivered and not result.all_accepted
+    assert [(r.code, r.text) for r in result.verdicts() if r] == [
+        (250, "Ok: queued as X"),
+        (550, "nope"),
+    ]
     assert conn.in_flight == 0 and conn.bytes_in_flight == 0
-    assert "TransactionResult(tag=7" in repr(result)
-    assert conn.bytes_sent == len(b"EHLO client.example\r\n") + len(out)
+    assert "TransactionResult(lot='lot', index=7, mail=250" in repr(result)
+    assert conn.bytes_sent == len(b"EHLO client.example\r\n") + len(out) + len(bdat)
 
 
-def test_tags_come_back_as_the_same_objects() -> None:
+def test_lots_come_back_as_the_same_objects() -> None:
     conn = ready()
-    tags = [object(), {"job": 1}]
-    for tag in tags:
-        conn.submit(tag, sender="a@example.org", recipients=["b@example.org"], body=b"x")
-    conn.data_to_send()
-    events = conn.receive_data(b"250 ok\r\n250 ok\r\n250 ok\r\n" * 2)
-    assert [e.tag for e in events if isinstance(e, core.TransactionResult)] == tags
-    assert all(a is b for a, b in zip((e.tag for e in events), tags, strict=True))
+    lots = [object(), {"lot": 1}]
+    for lot in lots:
+        conn.submit(lot, 0, raw(["b@example.org"]))
+    events = exchange(
+        conn, b"250 ok\r\n250 ok\r\n", b"250 ok\r\n250 ok\r\n250 ok\r\n", b"250 ok\r\n"
+    )
+    assert all(a is b for a, b in zip((e.lot for e in events), lots, strict=True))
 
 
-def test_a_cycle_through_a_tag_is_collected() -> None:
-    """A job in flight can reference its connection (job -> callback -> engine -> ...):
-    the garbage collector must see the tags the connection holds to free such a cycle."""
+def test_a_cycle_through_a_lot_is_collected() -> None:
+    """A lot in flight can reference its connection (lot -> batch -> engine -> ...): the
+    garbage collector must see the lots the connection holds to free such a cycle."""
     import gc
     import weakref
 
-    class Job:
+    class Lot:
         conn: core.ClientConnection
 
     conn = ready()
-    job = Job()
-    job.conn = conn
-    conn.submit(job, sender="a@example.org", recipients=["b@example.org"], body=b"x")
-    gone = weakref.ref(job)
-    del conn, job
+    lot = Lot()
+    lot.conn = conn
+    conn.submit(lot, 0, raw(["b@example.org"]))
+    gone = weakref.ref(lot)
+    del conn, lot
     gc.collect()
     assert gone() is None
 
 
-def test_on_accepted_counts_instead_of_results() -> None:
-    conn = ready()
-    first: list[int] = []
-    second: list[int] = []
-
-    on_first = first.append
-    for tag in range(3):
-        conn.submit(
-            tag,
-            sender="a@b.org",
-            recipients=["x@b.org", "y@b.org"],
-            body=b"x",
-            on_accepted=on_first,
-        )
-    conn.submit(3, sender="a@b.org", recipients=["x@b.org"], body=b"x", on_accepted=second.append)
-    conn.submit(4, sender="a@b.org", recipients=["x@b.org"], body=b"x", on_accepted=on_first)
-    conn.submit(5, sender="a@b.org", recipients=["x@b.org"], body=b"x")
+def test_count_only_acceptances_are_counts_per_lot() -> None:
+    conn = core.ClientConnection("client.example", data_window=64)
+    conn.receive_data(b"220 mx\r\n")
+    conn.data_to_send()
+    conn.receive_data(EHLO_FULL)
+    first, second = object(), object()
+    for i in range(3):
+        conn.submit(first, i, raw(["x@b.org", "y@b.org"]), count_only=True)
+    conn.submit(second, 0, raw(["x@b.org"]), count_only=True)
+    conn.submit(second, 1, raw(["x@b.org"]), count_only=True)
+    conn.submit(second, 2, raw(["x@b.org"]))
     conn.data_to_send()
     ok2 = b"250 ok\r\n250 ok\r\n250 ok\r\n250 ok\r\n"
     ok1 = b"250 ok\r\n250 ok\r\n250 ok\r\n"
-    # 0-2 accepted (merged), 3 accepted with another callback, 4 refused at RCPT, 5 has
-    # no callback: a result.
+    # first's three accepted (merged), second's first accepted, its second refused at
+    # RCPT, its third not count-only: a result.
     events = conn.receive_data(ok2 * 3 + ok1 + b"250 ok\r\n550 no\r\n554 no data\r\n" + ok1)
     kinds = [type(e).__name__ for e in events]
     assert kinds == ["Accepted", "Accepted", "TransactionResult", "TransactionResult"]
     merged, other, refused, plain = events
-    assert (merged.on_accepted, merged.recipients) == (on_first, 6)
-    assert other.recipients == 1 and other.on_accepted == second.append
-    assert refused.tag == 4 and not refused.all_positive
-    assert plain.tag == 5 and plain.all_positive
-    assert conn.in_flight == 0 and first == [] and second == []  # the caller calls them
-    assert "Accepted(recipients=6)" in repr(merged)
-    assert merged() is None and other() is None
-    assert first == [6] and second == [1]
-    with pytest.raises(TypeError):
-        merged(1)  # type: ignore[call-arg]
+    assert isinstance(merged, core.Accepted) and isinstance(other, core.Accepted)
+    assert (merged.lot, merged.transactions, merged.recipients) == (first, 3, 6)
+    assert (other.lot, other.transactions, other.recipients) == (second, 1, 1)
+    assert isinstance(refused, core.TransactionResult) and isinstance(plain, core.TransactionResult)
+    assert (refused.index, refused.all_accepted) == (1, False)
+    assert (plain.index, plain.all_accepted) == (2, True)
+    assert conn.in_flight == 0
+    assert repr(merged) == "Accepted(transactions=3, recipients=6)"
 
 
-def run_messages(*addresses: str) -> list[core.BuiltMessage]:
+def lot_messages(*addresses: str) -> list[core.BuiltMessage]:
     t = core.Template({"to": [], "sender": "a@b.org", "subject": "s", "text": "hi\n"})
     messages, failures = t.render_split(list(addresses))
     assert failures == []
     return messages
 
 
-def test_submit_run_tags_each_message_with_its_position() -> None:
-    conn = ready()
-    run = object()
-    messages = run_messages("x@b.org", "y@b.org", "z@b.org", "w@b.org")
-    assert conn.submit_run(run, messages, 1, 2) == []
-    assert conn.submit_run(run, messages, 3, 5) == []  # count past the end: up to the end
+def test_submit_lot_tags_each_message_with_its_position() -> None:
+    conn = ready(b"250-mx\r\n250 PIPELINING\r\n")
+    lot = object()
+    messages = lot_messages("x@b.org", "y@b.org", "z@b.org", "w@b.org")
+    assert conn.submit_lot(lot, messages, 1, 2) == []
+    assert conn.submit_lot(lot, messages, 3, 5) == []  # count past the end: up to the end
     assert conn.in_flight == 3
-    out = conn.data_to_send()
-    assert [line for line in out.split(b"\r\n") if line.startswith(b"RCPT")] == [
-        b"RCPT TO:<y@b.org>",
-        b"RCPT TO:<z@b.org>",
-        b"RCPT TO:<w@b.org>",
-    ]
-    ok = b"250 ok\r\n250 ok\r\n250 ok\r\n"
-    events = conn.receive_data(ok + b"250 ok\r\n550 no\r\n554 no data\r\n" + ok)
-    assert [(type(e).__name__, e.index) for e in events] == [
+    ok = b"250 ok\r\n250 ok\r\n354 go\r\n"
+    refused = b"250 ok\r\n550 no\r\n554 no data\r\n"
+    # 1 accepted; 2 refused at RCPT (then RSET); 3 accepted.
+    events = exchange(conn, ok, b"250 ok\r\n" + refused, b"250 ok\r\n" + ok, b"250 ok\r\n")
+    assert [(type(e).__name__, e.index) for e in events] == [  # type: ignore[union-attr]
         ("TransactionResult", 1),
         ("TransactionResult", 2),
         ("TransactionResult", 3),
     ]
-    assert all(e.tag is run for e in events)
+    assert all(e.lot is lot for e in events)  # type: ignore[union-attr]
     assert ", index=2, mail=250" in repr(events[1])
-    assert [e.all_positive for e in events] == [True, False, True]
-    # submit() leaves index None.
-    conn.submit(9, messages[0])
-    conn.data_to_send()
-    (plain,) = conn.receive_data(ok)
-    assert (plain.tag, plain.index) == (9, None)
+    assert [e.all_accepted for e in events] == [True, False, True]  # type: ignore[union-attr]
 
 
-def test_submit_run_counts_accepted_and_reports_the_rest() -> None:
-    conn = ready()
-    counted: list[int] = []
-    messages = run_messages("x@b.org", "y@b.org", "z@b.org")
-    assert conn.submit_run("run", messages, 0, 3, counted.append) == []
-    conn.data_to_send()
-    ok = b"250 ok\r\n250 ok\r\n250 ok\r\n"
-    events = conn.receive_data(ok + b"250 ok\r\n450 later\r\n554 no data\r\n" + ok)
-    assert [type(e).__name__ for e in events] == ["Accepted", "TransactionResult", "Accepted"]
-    assert [events[0].recipients, events[2].recipients] == [1, 1]
-    assert (events[1].tag, events[1].index) == ("run", 1)
-
-
-def test_submit_run_refuses_messages_alone() -> None:
+def test_submit_lot_refuses_messages_alone() -> None:
     """A message the server cannot take comes back with its position; the others of the
-    run are queued in order, as submit() would have queued them one by one."""
+    lot are queued in order, as submit() would have queued them one by one."""
     conn = ready(b"250-mx\r\n250-PIPELINING\r\n250 SIZE 100000\r\n")  # no SMTPUTF8
-    messages = run_messages("x@b.org", "ü@b.org", "y@b.org", "ö@b.org")
-    refused = conn.submit_run("run", messages, 0, 4)
+    messages = lot_messages("x@b.org", "ü@b.org", "y@b.org", "ö@b.org")
+    refused = conn.submit_lot("lot", messages, 0, 4)
     assert [(position, type(e)) for position, e in refused] == [
         (1, SMTPUTF8Required),
         (3, SMTPUTF8Required),
@@ -239,16 +235,46 @@ def test_submit_run_refuses_messages_alone() -> None:
     events = conn.receive_data(b"250 ok\r\n250 ok\r\n250 ok\r\n354 go\r\n")
     conn.data_to_send()
     events += conn.receive_data(b"250 ok\r\n")
-    assert [e.index for e in events] == [0, 2]
-    ((position, error),) = conn.submit_run("run", ["not a message"], 0, 1)  # type: ignore[list-item]
+    assert [e.index for e in events] == [0, 2]  # type: ignore[union-attr]
+    ((position, error),) = conn.submit_lot("lot", ["not a message"], 0, 1)  # type: ignore[list-item]
     assert position == 0 and isinstance(error, TypeError)
 
 
-def test_abort_then_closed_events() -> None:
-    conn = ready()
-    conn.submit(1, sender="a@example.org", recipients=["b@example.org"], body=b"1\r\n")
+def test_raw_message_validates_and_normalizes_when_made() -> None:
+    message = core.RawMessage("a@b.org", ["c@d.org"], b"Subject: x\n\nbare\rcr", "<id@x>")
+    assert message.as_bytes() == b"Subject: x\r\n\r\nbare\r\ncr\r\n"
+    assert (message.envelope_sender, message.recipients, message.message_id) == (
+        "a@b.org",
+        ["c@d.org"],
+        "<id@x>",
+    )
+    assert len(message) == len(message.as_bytes())
+    for sender, recipients, field in [
+        ("a@b.org\r\nRCPT TO:<x@y>", ["c@d.org"], "sender"),
+        ("a@b.org", ["c@d.org", "e f@g"], "recipients[1]"),
+        ("a@b.org", [], "recipients"),
+    ]:
+        with pytest.raises(InvalidMessage) as info:
+            core.RawMessage(sender, recipients, b"x")
+        assert info.value.field == field
+    assert core.RawMessage("", ["c@d.org"], b"x").envelope_sender == ""  # null sender
+
+
+def test_submit_with_other_recipients() -> None:
+    conn = ready(b"250-mx\r\n250 PIPELINING\r\n")
+    conn.submit("lot", 0, raw(["b@x.org", "c@x.org"]), ["c@x.org"])
+    assert b"RCPT TO:<b@x.org>" not in conn.data_to_send()
+    with pytest.raises(InvalidMessage):
+        conn.submit("lot", 1, raw(["b@x.org"]), ["bad address"])
+
+
+def test_eof_abort_and_421() -> None:
+    conn = ready(b"250-mx\r\n250 PIPELINING\r\n")
+    conn.submit(1, 0, raw(["b@example.org"], b"1\r\n"))
     conn.data_to_send()
-    conn.submit(2, sender="a@example.org", recipients=["b@example.org"], body=b"2\r\n")
+    conn.receive_data(b"250 ok\r\n250 ok\r\n354 go\r\n")
+    conn.data_to_send()  # body and "." handed out
+    conn.submit(2, 0, raw(["b@example.org"], b"2\r\n"))
     events = conn.receive_data(b"421 4.3.2 going down\r\n")
     assert [type(e) for e in events] == [
         core.TransactionAborted,
@@ -256,14 +282,30 @@ def test_abort_then_closed_events() -> None:
         core.Closed,
     ]
     first, second, closed = events
-    assert (first.tag, first.end_of_data_sent, first.reason) == (1, True, "421")
-    assert (second.tag, second.end_of_data_sent) == (2, False)
-    assert first.reply.code == 421 and closed.reply.enhanced_code == "4.3.2"
+    assert isinstance(first, core.TransactionAborted)
+    assert isinstance(second, core.TransactionAborted) and isinstance(closed, core.Closed)
+    assert (first.lot, first.end_of_data_sent, first.reason) == (1, True, "421")
+    assert (second.lot, second.end_of_data_sent) == (2, False)
+    assert first.reply is not None and first.reply.code == 421
+    assert closed.reply is not None and closed.reply.enhanced_code == "4.3.2"
     assert closed.reason == "421" and closed.error is None
     assert conn.is_closed and not conn.is_ready
-    assert conn.receive_data(b"") == [] and conn.data_to_send() == b""
+    assert conn.eof() == [] and conn.data_to_send() == b""
     with pytest.raises(LocalProtocolError):
         conn.quit()
+    # EOF and the caller's abort.
+    conn = ready()
+    conn.submit(1, 0, raw(["b@example.org"]))
+    assert conn.receive_data(b"") == []  # empty data is not EOF
+    aborted, closed = conn.abort("timed out after 1s waiting for the reply to MAIL FROM")
+    assert isinstance(aborted, core.TransactionAborted) and isinstance(closed, core.Closed)
+    assert (
+        aborted.reason == closed.reason == "timed out after 1s waiting for the reply to MAIL FROM"
+    )
+    conn = ready()
+    conn.submit(1, 0, raw(["b@example.org"]))
+    aborted, closed = conn.eof()
+    assert isinstance(closed, core.Closed) and closed.reason == "eof"
 
 
 def test_protocol_error_is_sticky_and_typed() -> None:
@@ -275,7 +317,7 @@ def test_protocol_error_is_sticky_and_typed() -> None:
     for call in (
         conn.quit,
         conn.starttls,
-        lambda: conn.submit(1, sender="a@b.c", recipients=["d@e.f"], body=b""),
+        lambda: conn.submit(1, 0, raw(["d@e.f"])),
     ):
         with pytest.raises(LocalProtocolError):
             call()
@@ -311,6 +353,7 @@ def test_starttls_and_auth_events() -> None:
     (failed,) = conn.receive_data(b"535 5.7.8 no\r\n")
     assert isinstance(failed, core.AuthFailed) and failed.reply.code == 535
     conn.auth("PLAIN", "u", "p")
+    conn.data_to_send()
     (ok,) = conn.receive_data(b"235 2.7.0 ok\r\n")
     assert isinstance(ok, core.AuthSucceeded) and ok.reply.enhanced_code == "2.7.0"
 
@@ -318,26 +361,26 @@ def test_starttls_and_auth_events() -> None:
 def test_submit_errors() -> None:
     conn = core.ClientConnection()
     with pytest.raises(LocalProtocolError):
-        conn.submit(1, sender="a@b.c", recipients=["d@e.f"], body=b"x")
+        conn.submit(1, 0, raw(["d@e.f"]))
     conn = ready(b"250-mx\r\n250-PIPELINING\r\n250 SIZE 100\r\n")
     with pytest.raises(SMTPUTF8Required):
-        conn.submit(1, sender="ä@b.c", recipients=["d@e.f"], body=b"x")
+        conn.submit(1, 0, raw(["d@e.f"], sender="ä@b.c"))
     with pytest.raises(InvalidMessage) as info:
-        conn.submit(1, sender="a@b.c", recipients=["d@e.f"], body=b"x" * 101)
+        conn.submit(1, 0, raw(["d@e.f"], b"x" * 101))
     assert info.value.field == "body"
     for bad in ("d@e.f\r\nRCPT TO:<evil@x>", "d e@f", "<d@e.f>", "d@e.f\x00", ""):
         with pytest.raises(InvalidMessage) as info:
-            conn.submit(1, sender="a@b.c", recipients=["ok@e.f", bad], body=b"x")
+            conn.submit(1, 0, raw(["ok@e.f"]), ["ok@e.f", bad])
         assert info.value.field == "recipients[1]"
     with pytest.raises(InvalidMessage):
-        conn.submit(1, sender="a@b.c", recipients=[], body=b"x")
+        conn.submit(1, 0, raw(["ok@e.f"]), [])
     with pytest.raises(TypeError):
-        conn.submit(1, sender="a@b.c", body=b"x")
-    with pytest.raises(TypeError):
-        conn.submit(1, b"not a message")  # type: ignore[arg-type]
+        conn.submit(1, 0, b"not a message")  # type: ignore[arg-type]
     assert conn.data_to_send() == b"" and conn.in_flight == 0
     with pytest.raises(LocalProtocolError):
         core.ClientConnection("bad host name")
+    with pytest.raises(LocalProtocolError):
+        core.ClientConnection(data_window=0)
 
 
 def test_dot_stuff() -> None:
@@ -400,13 +443,14 @@ def test_dot_stuff_roundtrip(body: bytes) -> None:
 def test_receive_data_never_raises(ehlo: bytes, recipients: list[int], chunks: list[bytes]) -> None:
     conn = ready(ehlo)
     for i, n in enumerate(recipients):
-        conn.submit(i, sender="a@x.org", recipients=[f"r{j}@x.org" for j in range(n)], body=b".b")
+        conn.submit(i, 0, raw([f"r{j}@x.org" for j in range(n)], b".b", "a@x.org"))
     events = []
-    for chunk in [*chunks, b""]:
+    for chunk in chunks:
         conn.data_to_send()
         events.extend(conn.receive_data(chunk))
+    events.extend(conn.eof())
     ids = sorted(
-        e.tag for e in events if isinstance(e, core.TransactionResult | core.TransactionAborted)
+        e.lot for e in events if isinstance(e, core.TransactionResult | core.TransactionAborted)
     )
     assert ids == list(range(len(recipients)))
     assert isinstance(events[-1], core.Closed)

@@ -30,7 +30,7 @@ def uid() -> str:
 
 def submit(wire: Wire, sender: str, recipients: list[str], body: bytes) -> int:
     txn_id = next(_ids)
-    wire.conn.submit(txn_id, sender=sender, recipients=recipients, body=body)
+    wire.conn.submit(txn_id, 0, core.RawMessage(sender, recipients, body))
     return txn_id
 
 
@@ -220,11 +220,14 @@ async def test_smtp_sink_pipelines_groups(smtp_sink_factory) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-async def test_postfix_bdat_many_messages_per_connection(postfix) -> None:
+@pytest.mark.parametrize("data_window", [1, 64])
+async def test_postfix_bdat_many_messages_per_connection(postfix, data_window: int) -> None:
+    """With a data window of 64 everything, QUIT included, goes out in one write; with the
+    default of 1 each BDAT LAST waits for every earlier reply: one write per message."""
     tag = uid()
     count = 20
     since = postfix.log_offset()
-    async with connect(*postfix.address) as wire:
+    async with connect(*postfix.address, data_window=data_window) as wire:
         caps = wire.conn.capabilities
         assert caps.pipelining and caps.chunking and caps.size and caps.eight_bit_mime
         first = len(wire.writes)
@@ -241,9 +244,15 @@ async def test_postfix_bdat_many_messages_per_connection(postfix) -> None:
         wire.flush()
         results = await wire.results(count)
         await wire.wait_for(core.Closed)
-    # Everything, QUIT included, in one write: no reply was waited for.
-    assert len(wire.writes) == first + 1
-    assert wire.writes[first].count(b" LAST\r\n") == count
+    writes = wire.writes[first:]
+    if data_window == 64:
+        assert len(writes) == 1  # no reply was waited for
+    else:
+        # MAIL+RCPT; then per message its BDAT LAST and the next MAIL+RCPT (QUIT last).
+        assert len(writes) == count + 1
+        assert all(w.count(b" LAST\r\n") == 1 for w in writes[1:])
+    sent = b"".join(writes)
+    assert sent.count(b" LAST\r\n") == count
     assert all(codes(results[i]) == (250, [250], 250) for i in ids)
     (stats,) = postfix.disconnect_stats(since=since, expected=1)
     assert (stats["mail"], stats["rcpt"], stats["bdat"], stats["quit"]) == (count, count, count, 1)
@@ -251,34 +260,44 @@ async def test_postfix_bdat_many_messages_per_connection(postfix) -> None:
     delivered = postfix.messages_for(f"r-{tag}@example.org", expected=count)
     assert len(delivered) == count
     # BDAT is raw: the leading dot is not doubled, bare LFs went out as CRLF.
-    assert b"BDAT 34 LAST\r\nSubject: 0\r\n\r\n.dot line\r\nbare LF\r\n" in wire.writes[first]
+    assert b"BDAT 34 LAST\r\nSubject: 0\r\n\r\n.dot line\r\nbare LF\r\n" in sent
     assert {body_of(m.replace(b"\r\n", b"\n")) for m in delivered} == {b".dot line\nbare LF\n"}
 
 
-async def test_postfix_refused_transaction_pipelined_before_next(postfix) -> None:
-    """CHUNKING path: A (every recipient refused) and B written back to back. Postfix ends
-    the transaction with its reply to A's BDAT, so B's MAIL is accepted: no RSET needed, no
-    "503 nested MAIL", and B carries its own envelope sender."""
+@pytest.mark.parametrize("data_window", [1, 64])
+async def test_postfix_refused_transaction_before_the_next(postfix, data_window: int) -> None:
+    """CHUNKING path, A (every recipient refused) then B. With a data window of 64 both are
+    written back to back: Postfix ends the transaction with its reply to A's BDAT, so B's
+    MAIL is accepted without RSET. With the default window of 1, A's BDAT LAST waits for
+    its RCPT reply: A's body is never sent, RSET closes A, and B follows."""
     tag = uid()
     since = postfix.log_offset()
-    async with connect(*postfix.address) as wire:
+    async with connect(*postfix.address, data_window=data_window) as wire:
         first = len(wire.writes)
-        a = submit(wire, f"a-{tag}@example.com", ["x@nowhere.invalid"], b"Subject: A\r\n\r\nA\r\n")
+        a = submit(wire, f"a-{tag}@example.com", ["x@nowhere.invalid"], b"SECRET-A\r\n")
         b = submit(
             wire, f"b-{tag}@example.com", [f"r-{tag}@example.org"], b"Subject: B\r\n\r\nB\r\n"
         )
         wire.flush()
         results = await wire.results(2)
         await wire.quit()
-    assert len(wire.writes) == first + 2  # both transactions, then QUIT
-    assert codes(results[a]) == (250, [554], 554)
-    assert "no valid recipients" in results[a].data_reply.text
+    sent = b"".join(wire.writes[first:])
     assert codes(results[b]) == (250, [250], 250)
     (delivered,) = postfix.messages_for(f"r-{tag}@example.org")
     assert header(delivered, "Return-Path") == f"<b-{tag}@example.com>"
     (stats,) = postfix.disconnect_stats(since=since, expected=1)
-    assert stats["mail"] == 2 and "mail_total" not in stats and "rset" not in stats
-    assert (stats["bdat"], stats["bdat_total"]) == (1, 2)
+    assert stats["mail"] == 2 and "mail_total" not in stats
+    if data_window == 64:
+        assert len(wire.writes) == first + 2  # both transactions, then QUIT
+        assert codes(results[a]) == (250, [554], 554)
+        assert "no valid recipients" in results[a].data_reply.text
+        assert "rset" not in stats
+        assert (stats["bdat"], stats["bdat_total"]) == (1, 2)
+    else:
+        assert codes(results[a]) == (250, [554], None)
+        assert b"SECRET-A" not in sent
+        assert sent.index(b"RSET\r\n") < sent.index(f"MAIL FROM:<b-{tag}".encode())
+        assert stats["rset"] == 1 and stats["bdat"] == 1 and "bdat_total" not in stats
 
 
 async def test_postfix_keeps_transaction_open_after_refused_data(postfix) -> None:
@@ -364,7 +383,7 @@ async def test_postfix_size_and_built_message(postfix_factory) -> None:
                 "date": "Mon, 01 Jan 2024 00:00:00 +0000",
             }
         )
-        wire.conn.submit(99, message)
+        wire.conn.submit(99, 0, message)
         assert wire.conn.bytes_in_flight == len(message)
         wire.flush()
         results = await wire.results(1)

@@ -38,12 +38,12 @@ class Wire(asyncio.Protocol):
         self._feed(data)
 
     def eof_received(self) -> bool:
-        self._feed(b"")
+        self._record(self.conn.eof())
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.conn.is_closed:
-            self._feed(b"")
+            self._record(self.conn.eof())
         self._changed.set()
         if not self.lost.done():
             self.lost.set_result(None)
@@ -51,16 +51,20 @@ class Wire(asyncio.Protocol):
     # driving -----------------------------------------------------------------------------
 
     def _feed(self, data: bytes) -> None:
-        self.events.extend(self.conn.receive_data(data))
+        self._record(self.conn.receive_data(data))
+
+    def _record(self, events: list[Any]) -> None:
+        self.events.extend(events)
         self.flush()
         self._changed.set()
 
     def flush(self) -> None:
-        """Write what the core has queued, as one write."""
-        out = self.conn.data_to_send()
-        if out and self.transport is not None and not self.transport.is_closing():
-            self.writes.append(out)
-            self.transport.write(out)  # type: ignore[attr-defined]
+        """Write what the core has queued, as one write (a large body: one per piece)."""
+        while self.conn.has_data_to_send:
+            out = self.conn.data_to_send()
+            if self.transport is not None and not self.transport.is_closing():
+                self.writes.append(out)
+                self.transport.write(out)  # type: ignore[attr-defined]
 
     def of_type(self, cls: type[E]) -> list[E]:
         return [e for e in self.events if isinstance(e, cls)]
@@ -77,12 +81,12 @@ class Wire(asyncio.Protocol):
         return self.of_type(cls)
 
     async def results(self, count: int, within: float = 30.0) -> dict[int, Any]:
-        """Wait for ``count`` TransactionResult/TransactionAborted events, by tag."""
+        """Wait for ``count`` TransactionResult/TransactionAborted events, by lot."""
         kinds = (core.TransactionResult, core.TransactionAborted)
         await self.wait_until(
             lambda: sum(isinstance(e, kinds) for e in self.events) >= count, within
         )
-        return {e.tag: e for e in self.events if isinstance(e, kinds)}
+        return {e.lot: e for e in self.events if isinstance(e, kinds)}
 
     async def starttls(self, context: ssl.SSLContext, server_hostname: str = "127.0.0.1") -> None:
         """STARTTLS, upgrade the transport, EHLO again; returns once Ready again."""

@@ -12,6 +12,8 @@ import socket
 import ssl
 from typing import TYPE_CHECKING, Literal
 
+from fastsmtp._secret import Secret
+
 if TYPE_CHECKING:
     from fastsmtp._fastsmtp import DKIMSigner
 
@@ -27,8 +29,9 @@ class EngineConfig:
     ssl_context: ssl.SSLContext | None = None
     server_hostname: str | None = None
     username: str | None = None
-    password: str | None = None
-    oauth2_token: str | None = None
+    # Credentials are held as Secrets: never in a repr, a log line or a traceback.
+    password: Secret | None = dataclasses.field(default=None, repr=False)
+    oauth2_token: Secret | None = dataclasses.field(default=None, repr=False)
     allow_plaintext_auth: bool = False
     connections: int = 8
     max_messages_per_connection: int = 1000
@@ -40,19 +43,22 @@ class EngineConfig:
     retry_base_delay: float = 1.0
     retry_max_delay: float = 60.0
     rate_limit: float | None = None
+    """Messages per second, shared by every connection (None: unlimited)."""
+    rate_burst: int | None = None
+    """Messages that may go out at once on top of ``rate_limit``: over any window of at
+    least a second, at most ``rate_limit * window + rate_burst`` messages are sent.
+    Default: a twentieth of a second's worth, at least 1."""
     local_hostname: str | None = None
     window: int = 64
-    """Transactions in flight per connection (count). With DATA only two transactions
-    progress at once whatever the depth, and with CHUNKING ``data_window`` (64) caps it: a
-    deeper window only keeps more rendered messages waiting, out of the CPU caches
-    (16 connections against smtp-sink: 256 -> 64 cut CPU per message by 10-25%; see
-    benches/RESULTS.md)."""
+    """Transactions in flight per connection (submitted, not yet answered)."""
     window_bytes: int = 8 * 1024 * 1024
     """Message octets in flight per connection."""
-    data_window: int = 64
-    """With CHUNKING, the transactions in flight per connection (each one's BDAT LAST is
-    already sent): if the connection breaks, at most this many messages are left in doubt
-    and reported ``deferred`` instead of being sent twice."""
+    data_window: int = 1
+    """With CHUNKING, how many ``BDAT ... LAST`` may be unanswered at once. 1: each goes out
+    once every earlier reply has come (one round trip per message, as with DATA), so a
+    broken connection leaves at most one message in doubt, and a server's surplus reply is
+    caught instead of being taken for an acceptance. Larger: pipelined, fewer round trips,
+    but up to this many messages in doubt when a connection breaks."""
     idle_timeout: float = 30.0
     health_check_after: float | None = 5.0
     """A connection unused for longer is checked with NOOP before it gets work again, so a
@@ -62,6 +68,8 @@ class EngineConfig:
     """Sign every message (send, send_batch, send_raw) with this DKIM identity."""
 
     def __post_init__(self) -> None:
+        for name in ("password", "oauth2_token"):
+            object.__setattr__(self, name, Secret.wrap(getattr(self, name)))
         if self.tls not in TLS_MODES:
             raise ValueError(f"tls must be one of {', '.join(TLS_MODES)}, not {self.tls!r}")
         if not 0 < self.port < 65536:
@@ -79,6 +87,8 @@ class EngineConfig:
             raise ValueError("timeout must be positive")
         if self.rate_limit is not None and self.rate_limit <= 0:
             raise ValueError("rate_limit must be positive (messages per second) or None")
+        if self.rate_burst is not None and self.rate_burst < 1:
+            raise ValueError("rate_burst must be at least 1")
         if self.password is not None and self.oauth2_token is not None:
             raise ValueError("give either password or oauth2_token, not both")
         if (self.password is not None or self.oauth2_token is not None) and not self.username:
@@ -95,6 +105,13 @@ class EngineConfig:
     @property
     def reply_timeout_s(self) -> float:
         return self.reply_timeout if self.reply_timeout is not None else self.timeout
+
+    @property
+    def burst(self) -> int:
+        """The token bucket's size (see ``rate_burst``)."""
+        if self.rate_burst is not None:
+            return self.rate_burst
+        return max(1, int((self.rate_limit or 0) / 20))
 
     @property
     def ehlo_name(self) -> str:

@@ -1,10 +1,12 @@
 """One SMTP connection: the asyncio Protocol that moves bytes between a socket and the
 Rust sans-IO ClientConnection, plus the set-up dance (greeting, STARTTLS, AUTH).
 
-The Rust core decides every byte; this module only writes what it returns, feeds it what
-the server sends, and hands finished transactions to the pool. There is no per-message
-Future: outcomes are delivered by a plain callback from ``data_received``, because at
-tens of thousands of messages a second a Future per message is measurable.
+The Rust core decides every byte; this module writes what it hands out, feeds it what
+the server sends, and passes the transactions' events to the pool (``on_events``). It
+writes as the transport allows: a large body comes from the core a piece at a time, and
+nothing more is taken while the transport has paused writing, so memory stays bounded.
+Replies have deadlines: each must be complete within ``reply_timeout`` of the moment its
+command went out, however slowly its bytes trickle in.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ import asyncio
 import contextlib
 import logging
 import ssl
-from collections import deque
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -28,28 +29,17 @@ from fastsmtp._errors import (
     SMTPTimeoutError,
     TLSRequiredError,
 )
-from fastsmtp._jobs import Job, Run
 
 log = logging.getLogger("fastsmtp")
+
+_DATA_PIECE = core.DATA_PIECE
 
 CLOSE_TIMEOUT = 5.0
 """Seconds quit() waits for the socket to close (e.g. a TLS close_notify) before aborting."""
 
-Settled = Callable[["Connection", Any], None]
-"""Called with (connection, TransactionResult | TransactionAborted); the event's ``tag``
-is the Job, or the Run with the message's ``index``."""
-
-_ACCEPTED = core.Accepted
-_RESULT = core.TransactionResult
-_ABORTED = core.TransactionAborted
-_HANDSHAKE_EVENTS = (
-    core.Ready,
-    core.StartTlsReady,
-    core.AuthSucceeded,
-    core.AuthFailed,
-    core.CommandFailed,
-    core.NoopReplied,
-)
+OnEvents = Callable[["Connection", list[Any]], None]
+"""Called with a read's events, in order: the pool takes the transactions' events and
+hands the rest back to ``Connection.session_event``."""
 
 
 def choose_auth_mechanism(offered: list[str], *, oauth2: bool) -> str:
@@ -67,35 +57,34 @@ def choose_auth_mechanism(offered: list[str], *, oauth2: bool) -> str:
 class Connection(asyncio.Protocol):
     """A live SMTP connection driven by the Rust ClientConnection."""
 
-    def __init__(self, config: EngineConfig, on_settled: Settled) -> None:
+    def __init__(self, config: EngineConfig, on_events: OnEvents) -> None:
         self.config = config
-        self.on_settled = on_settled
-        self.core = core.ClientConnection(config.ehlo_name)
+        self.on_events = on_events
+        self.client = core.ClientConnection(config.ehlo_name, data_window=config.data_window)
         self.transport: asyncio.Transport | None = None
+        self._writable = False  # the transport takes writes (connected, not closed)
         self.submitted = 0
         self.closed = False
         self.close_reason = ""
         self.capabilities: core.Capabilities | None = None
-        self._writable = False  # a transport that takes writes (not closing or lost)
+        self._loop = asyncio.get_running_loop()
+        self._paused = False  # the transport asked us to stop writing
         self._handshake: asyncio.Future[Any] | None = None
         self._early_events: list[Any] = []
-        self._loop = asyncio.get_running_loop()
         self._closed_waiter: asyncio.Future[None] = self._loop.create_future()
         # Set by connection_lost: the socket is really closed (a TLS transport takes a few
         # loop turns after close()); quit() waits for it so a loop stopped right after
         # Engine.close() leaks no transport.
         self._lost: asyncio.Future[None] = self._loop.create_future()
-        self._can_write = asyncio.Event()
-        self._can_write.set()
         self._capacity = asyncio.Event()
         self._capacity.set()
-        self._capacity_cleared = False  # _capacity.is_set() without a method call per event
-        self._last_activity = 0.0
+        self._awaiting_capacity = False  # a worker waits on _capacity
         self._watchdog: asyncio.TimerHandle | None = None
         self.window = config.window
         self._abort_charged = False
-        self._nothing_in_flight = asyncio.Event()  # set while no transaction awaits replies
-        self._nothing_in_flight.set()
+        self._settled = asyncio.Event()  # set while no transaction awaits replies
+        self._settled.set()
+        self._awaiting_settled = False  # cleared: set it when nothing is in flight
 
     # -- asyncio.Protocol ---------------------------------------------------------------
 
@@ -103,89 +92,101 @@ class Connection(asyncio.Protocol):
         # uvloop's transports are not asyncio.Transport subclasses: no isinstance check.
         self.transport = cast(asyncio.Transport, transport)
         self._writable = True
-        self._touch()
 
     def data_received(self, data: bytes) -> None:
-        """Feed the core and act on what it says; ``b""`` tells it the connection ended
-        (asyncio itself never passes empty data).
-
-        The hot path: one Python frame per read (the event handling is inline)."""
-        self._last_activity = self._loop.time()  # _touch(), inlined
-        client = self.core
-        events = client.receive_data(data)
-        out = client.data_to_send()
+        """Feed the core, write what it framed in answer, hand its events on. The hot path:
+        one Python frame and one call into the core per read."""
+        client = self.client
+        events, out = client.feed(data)
         if out and self._writable:
             self.transport.write(out)  # type: ignore[union-attr]  # set when writable
-        if not events:
-            return
-        for event in events:
-            kind = type(event)  # exact classes: cheaper than isinstance, once per event
-            if kind is _ACCEPTED:
-                event()  # type: ignore[operator]  # on_accepted(recipients)
-            elif kind is _RESULT or kind is _ABORTED:
-                self.on_settled(self, event)
-            elif isinstance(event, core.Closed):
-                self.close_reason = event.reason
-                if event.error is not None:
-                    log.warning("%s: %s", self, event.error)
-                self._mark_closed(event.reason)
-                if self.transport is not None:
-                    self.transport.close()
-            elif isinstance(event, _HANDSHAKE_EVENTS):
-                if self._handshake is not None and not self._handshake.done():
-                    self._handshake.set_result(event)
-                else:
-                    # The greeting and the EHLO reply can both arrive before _setup() waits
-                    # for them (a busy loop between connection_made and _expect): keep it.
-                    self._early_events.append(event)
-        in_flight = client.in_flight
-        if not in_flight:
-            self._nothing_in_flight.set()
+            if len(out) >= _DATA_PIECE:
+                self._flush()  # the rest of a large body, as the transport takes it
+        if events:
+            self.on_events(self, events)
         if (
-            self._capacity_cleared
-            and in_flight <= self.window // 2
+            self._awaiting_capacity
+            and client.in_flight <= self.window // 2
             and client.bytes_in_flight <= self.config.window_bytes // 2
+            and not self._paused
         ):
             # A full window is refilled once half of it has drained, not one slot at a
             # time: each worker wake-up then submits a large group.
-            self._capacity_cleared = False
+            self._awaiting_capacity = False
             self._capacity.set()
+        if self._awaiting_settled and not client.in_flight:
+            self._awaiting_settled = False
+            self._settled.set()
 
     def eof_received(self) -> bool | None:
-        if not self.core.is_closed:
-            self.data_received(b"")
+        self._end(self.client.eof(), "closed by the server")
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._writable = False
         if not self._lost.done():
             self._lost.set_result(None)
-        if not self.core.is_closed:
-            self.data_received(b"")
+        if not self.client.is_closed:
+            self._end(self.client.eof(), f"connection lost: {exc or 'closed by peer'}")
         self._mark_closed(self.close_reason or f"connection lost: {exc or 'closed by peer'}")
 
     def pause_writing(self) -> None:
-        self._can_write.clear()
+        self._paused = True
 
     def resume_writing(self) -> None:
-        self._can_write.set()
+        self._paused = False
+        if not self.closed:
+            self._flush()
+        self._capacity.set()
 
     # -- events -------------------------------------------------------------------------
+
+    def session_event(self, event: Any) -> None:
+        """An event of the session itself (the pool hands on everything but the
+        transactions' events): the set-up replies, and Closed."""
+        if isinstance(event, core.Closed):
+            self._closed(event)
+        elif self._handshake is not None and not self._handshake.done():
+            self._handshake.set_result(event)
+        else:
+            # The greeting and the EHLO reply can both arrive before _setup() waits
+            # for them (a busy loop between connection_made and _expect): keep it.
+            self._early_events.append(event)
+
+    def _closed(self, event: core.Closed) -> None:
+        if not self.close_reason:
+            self.close_reason = event.reason
+        if event.error is not None:
+            log.warning("%s: %s", self, event.error)
+        self._mark_closed(event.reason)
+        if self.transport is not None:
+            self.transport.close()
+
+    def _end(self, events: list[Any], reason: str) -> None:
+        """Handle the events of the core's end (eof or abort)."""
+        if not self.close_reason:
+            self.close_reason = reason
+        if events:
+            self.on_events(self, events)
+        self._mark_closed(reason)
 
     def _mark_closed(self, reason: str) -> None:
         self._writable = False
         if self.closed:
             return
         self.closed = True
-        self.close_reason = reason
-        self._capacity_cleared = False
+        if not self.close_reason:
+            self.close_reason = reason
+        self._awaiting_capacity = False
         self._capacity.set()  # wake a waiting worker so it sees the close
-        self._can_write.set()
         if self._handshake is not None and not self._handshake.done():
-            self._handshake.set_exception(SMTPConnectionError(f"connection closed: {reason}"))
+            self._handshake.set_exception(
+                SMTPConnectionError(f"connection closed: {self.close_reason}")
+            )
         if not self._closed_waiter.done():
             self._closed_waiter.set_result(None)
-        self._nothing_in_flight.set()
+        self._awaiting_settled = False
+        self._settled.set()
         if self._watchdog is not None:
             self._watchdog.cancel()
 
@@ -200,24 +201,20 @@ class Connection(asyncio.Protocol):
         self._abort_charged = True
         return first
 
-    def _touch(self) -> None:
-        self._last_activity = self._loop.time()
-
     # -- set-up -------------------------------------------------------------------------
 
     async def _expect(self, wanted: type[Any], limit: float, what: str) -> Any:
-        loop = asyncio.get_running_loop()
         self._flush()
         if self._early_events:
             event = self._early_events.pop(0)
         elif self.closed:
             raise SMTPConnectionError(f"connection closed: {self.close_reason}")
         else:
-            self._handshake = loop.create_future()
+            self._handshake = self._loop.create_future()
             try:
                 event = await asyncio.wait_for(self._handshake, limit)
             except TimeoutError:
-                self.abort(f"timed out waiting for {what}")
+                self.abort(f"timed out after {limit:g}s waiting for {what}")
                 raise SMTPTimeoutError(f"timed out after {limit:g}s waiting for {what}") from None
             finally:
                 self._handshake = None
@@ -240,27 +237,27 @@ class Connection(asyncio.Protocol):
         return event
 
     @classmethod
-    async def open(cls, config: EngineConfig, on_settled: Settled) -> Connection:
+    async def open(cls, config: EngineConfig, on_events: OnEvents) -> Connection:
         """Connect, read the greeting, EHLO, STARTTLS and AUTH as configured.
 
         Raises SMTPConnectionError, SMTPTimeoutError, SMTPReplyError, TLSRequiredError,
         AuthenticationError or ssl.SSLError; the socket is closed on any failure.
         """
         loop = asyncio.get_running_loop()
-        conn = cls(config, on_settled)
+        conn = cls(config, on_events)
         ctx: ssl.SSLContext | None = None
         if config.tls != "none":
             ctx = config.make_ssl_context()
+        implicit = config.tls == "implicit"
         try:
             await asyncio.wait_for(
                 loop.create_connection(
                     lambda: conn,
                     config.host,
                     config.port,
-                    ssl=ctx if config.tls == "implicit" else None,
-                    server_hostname=config.tls_server_hostname
-                    if config.tls == "implicit"
-                    else None,
+                    ssl=ctx if implicit else None,
+                    server_hostname=config.tls_server_hostname if implicit else None,
+                    ssl_handshake_timeout=config.connect_timeout_s if implicit else None,
                 ),
                 config.connect_timeout_s,
             )
@@ -287,10 +284,10 @@ class Connection(asyncio.Protocol):
         if config.tls in ("starttls", "opportunistic"):
             assert ctx is not None
             if ready.capabilities.starttls:
-                self.core.starttls()
+                self.client.starttls()
                 await self._expect(core.StartTlsReady, config.reply_timeout_s, "STARTTLS")
                 await self._start_tls(ctx)
-                self.core.tls_established()
+                self.client.tls_established()
                 ready = await self._expect(core.Ready, config.reply_timeout_s, "EHLO after TLS")
                 self.capabilities = ready.capabilities
             elif config.tls == "starttls":
@@ -300,18 +297,17 @@ class Connection(asyncio.Protocol):
                 )
         if config.username:
             await self._authenticate()
-        if self.capabilities.chunking:
-            # Every BDAT LAST goes out at once, so each transaction in flight is a message
-            # the server may have taken without our knowing if the connection breaks.
-            self.window = min(config.window, config.data_window)
 
     async def _start_tls(self, ctx: ssl.SSLContext) -> None:
-        loop = asyncio.get_running_loop()
         assert self.transport is not None
         try:
             transport = await asyncio.wait_for(
-                loop.start_tls(
-                    self.transport, self, ctx, server_hostname=self.config.tls_server_hostname
+                self._loop.start_tls(
+                    self.transport,
+                    self,
+                    ctx,
+                    server_hostname=self.config.tls_server_hostname,
+                    ssl_handshake_timeout=self.config.reply_timeout_s,
                 ),
                 self.config.reply_timeout_s,
             )
@@ -325,7 +321,7 @@ class Connection(asyncio.Protocol):
         config = self.config
         caps = self.capabilities
         assert caps is not None and config.username is not None
-        tls_active = self.core.tls_active or config.tls == "implicit"
+        tls_active = self.client.tls_active or config.tls == "implicit"
         if not tls_active and not config.allow_plaintext_auth:
             raise TLSRequiredError(
                 "refusing to send credentials over a plaintext connection "
@@ -334,45 +330,49 @@ class Connection(asyncio.Protocol):
         oauth2 = config.oauth2_token is not None
         mechanism = choose_auth_mechanism(caps.auth, oauth2=oauth2)
         secret = config.oauth2_token if oauth2 else config.password
-        self.core.auth(
+        self.client.auth(
             mechanism,
             config.username,
-            secret or "",
+            secret.reveal() if secret is not None else "",  # revealed here only
             allow_plaintext=tls_active or config.allow_plaintext_auth,
         )
         await self._expect(core.AuthSucceeded, config.reply_timeout_s, f"AUTH {mechanism}")
 
     # -- transactions -------------------------------------------------------------------
 
-    def _has_capacity(self) -> bool:
-        return (
-            self.core.in_flight < self.window
-            and self.core.bytes_in_flight < self.config.window_bytes
-        )
+    def room(self) -> int:
+        """How many more transactions the window takes now (0 when the bytes in flight
+        are at their limit or the transport paused writing)."""
+        client = self.client
+        if self.closed or self._paused or client.bytes_in_flight >= self.config.window_bytes:
+            return 0
+        return max(0, self.window - client.in_flight)
 
     async def wait_capacity(self) -> None:
-        """Wait until the window has room and the transport takes more writes."""
-        while not self.closed and not self._has_capacity():
-            self._capacity_cleared = True
+        """Wait until the window has room (refilled at half) and the transport writes."""
+        while not self.closed and self.room() <= 0:
+            self._awaiting_capacity = True
             self._capacity.clear()
             await self._capacity.wait()
-        if not self._can_write.is_set():
-            await self._can_write.wait()
 
     async def wait_settled(self) -> None:
         """Wait until no transaction awaits replies (or the connection is closed); the
-        watchdog bounds the wait by aborting a connection whose replies stop coming."""
-        await self._nothing_in_flight.wait()
+        watchdog bounds the wait by aborting a connection whose replies are late."""
+        if self.client.in_flight and not self.closed:
+            self._awaiting_settled = True
+            self._settled.clear()
+        await self._settled.wait()
 
     def idle_for(self) -> float:
         """Seconds since the last byte from the server, when nothing is in flight."""
-        return 0.0 if self.core.in_flight else self._loop.time() - self._last_activity
+        client = self.client
+        return 0.0 if client.in_flight else client.idle_for
 
     async def check_alive(self) -> bool:
         """NOOP and wait for its reply: False (and the connection closed) when it does not
         come or is not 2xx."""
         try:
-            self.core.noop()
+            self.client.noop()
             noop = await self._expect(core.NoopReplied, self.config.reply_timeout_s, "NOOP")
         except (FastSMTPError, ConnectionError):
             self.abort("no reply to NOOP")
@@ -382,112 +382,54 @@ class Connection(asyncio.Protocol):
             return False
         return True
 
-    def room(self) -> int:
-        """How many more transactions the window takes now (by count and bytes, roughly)."""
-        if self.closed:
-            return 0
-        return max(0, self.window - self.core.in_flight) if self._has_capacity() else 0
-
-    def submit_from(
-        self, queue: deque[Job | Run], count: int
-    ) -> tuple[int, list[tuple[Job, Exception]]]:
-        """Take up to ``count`` messages from the front of ``queue`` and queue their
-        transactions (call flush() after); a Run is taken in slices, one core call each,
-        and left at the front until its last message is taken. Returns how many messages
-        were taken, and the jobs the core refused (InvalidMessage, SMTPUTF8Required, ...)
-        with the exception, in order.
-
-        A message comes back as the ``tag`` (a Job, or its Run and ``index``) of its
-        TransactionResult or TransactionAborted, or, when it has ``on_accepted`` and every
-        recipient was accepted, only as a count in an Accepted event."""
-        client = self.core
-        refused: list[tuple[Job, Exception]] = []
-        taken = 0
-        # Closed while the caller waited (e.g. for the rate limit): the jobs stay queued.
-        while not self.closed and taken < count and queue:
-            item = queue[0]
-            if type(item) is Run:
-                start = item.next
-                n = min(count - taken, len(item.messages) - start)
-                for position, error in client.submit_run(
-                    item, item.messages, start, n, item.on_accepted
-                ):
-                    refused.append((item.job(position), error))
-                item.next = start + n
-                if item.next == len(item.messages):
-                    queue.popleft()
-                taken += n
-                continue
-            job = queue.popleft()
-            assert type(job) is Job
-            taken += 1
-            job.attempts += 1
-            try:
-                if job.explicit_envelope:
-                    message = job.message
-                    client.submit(
-                        job,
-                        None,
-                        job.on_accepted,
-                        sender=message.envelope_sender,
-                        recipients=job.recipients,
-                        body=message.as_bytes(),
-                    )
-                else:
-                    client.submit(job, job.message, job.on_accepted)  # type: ignore[arg-type]
-            except Exception as e:  # the caller gives the job its one result
-                refused.append((job, e))
-        self.submitted += taken - len(refused)
-        return taken, refused
-
-    def flush(self) -> None:
-        """Write what the submits since the last flush framed."""
-        if self.core.in_flight:
-            self._nothing_in_flight.clear()
+    def submitted_now(self, count: int) -> None:
+        """``count`` transactions were handed to the core: write them."""
+        self.submitted += count
         self._flush()
 
     def _flush(self) -> None:
-        out = self.core.data_to_send()
-        # Called from tasks (not from the transport's callbacks): the transport may have
-        # closed itself since the last callback (a write error), so ask it too.
-        if out and self._writable and not self.transport.is_closing():  # type: ignore[union-attr]
-            self.transport.write(out)  # type: ignore[union-attr]  # set when writable
+        """Write what the core framed, as much as the transport takes (a large body comes
+        a piece at a time; the rest waits for resume_writing)."""
+        transport = self.transport
+        # Called from tasks too: the transport may have closed itself since the last
+        # callback (a write error), so ask it as well.
+        if transport is None or not self._writable or transport.is_closing():
+            return
+        client = self.client
+        while client.has_data_to_send and not self._paused:
+            transport.write(client.data_to_send())
 
     @property
     def in_flight(self) -> int:
-        return self.core.in_flight
+        return self.client.in_flight
 
     @property
     def bytes_sent(self) -> int:
-        """Octets the core framed for the server (all written, unless the connection was
-        closing when they were framed)."""
-        return self.core.bytes_sent
+        """Octets handed to the transport."""
+        return self.client.bytes_sent
 
     # -- shutdown and timeouts ------------------------------------------------------------
 
     def _arm_watchdog(self) -> None:
-        loop = asyncio.get_running_loop()
-        period = max(self.config.reply_timeout_s / 4, 0.05)
-        self._watchdog = loop.call_later(period, self._check_timeout)
+        period = max(self.config.reply_timeout_s / 8, 0.02)
+        self._watchdog = self._loop.call_later(period, self._check_deadline)
 
-    def _check_timeout(self) -> None:
+    def _check_deadline(self) -> None:
         if self.closed:
             return
-        loop = asyncio.get_running_loop()
-        if self.core.in_flight and loop.time() - self._last_activity > self.config.reply_timeout_s:
-            self.abort(f"no reply within {self.config.reply_timeout_s:g}s")
+        oldest = self.client.oldest_unanswered
+        limit = self.config.reply_timeout_s
+        if oldest is not None and oldest[1] > limit:
+            self.abort(f"timed out after {limit:g}s waiting for the reply to {oldest[0]}")
             return
         self._arm_watchdog()
 
     def abort(self, reason: str) -> None:
-        """Drop the connection now; in-flight work is reported aborted by the core."""
+        """Drop the connection now; in-flight work is reported aborted with ``reason``."""
         if self.closed:
             return
         self.close_reason = reason
-        self._writable = False
-        if not self.core.is_closed:
-            self.data_received(b"")  # EOF to the core
-        self._mark_closed(reason)
+        self._end(self.client.abort(reason), reason)
         if self.transport is not None:
             self.transport.abort()
 
@@ -496,7 +438,7 @@ class Connection(asyncio.Protocol):
         be closed."""
         if not self.closed:
             with contextlib.suppress(FastSMTPError):
-                self.core.quit()
+                self.client.quit()
                 self._flush()
             try:
                 await asyncio.wait_for(

@@ -10,36 +10,39 @@ full, so a million recipients need bounded memory.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import os
 import ssl
 import sys
 import time
-from collections.abc import AsyncIterable, Awaitable, Callable, Coroutine, Iterable, Sequence
+from collections.abc import AsyncIterable, Callable, Coroutine, Iterable, Sequence
+from copy import deepcopy as copy_message
+from email.message import EmailMessage
+from email.policy import SMTP as SMTP_POLICY
+from email.utils import getaddresses
 from itertools import islice
 from typing import Any, TypeVar
 
 from fastsmtp import _fastsmtp as core
+from fastsmtp._batch import Batch, OnResult, Tally
 from fastsmtp._config import EngineConfig, TLSMode
 from fastsmtp._errors import InvalidMessage, TemplateError
-from fastsmtp._jobs import Job, RawBody, Run, check_envelope_address
+from fastsmtp._lot import Lot
 from fastsmtp._models import BatchReport, Message, Recipient, Result
 from fastsmtp._pool import Pool
+from fastsmtp._secret import Secret
 from fastsmtp._stats import Stats
 
 log = logging.getLogger("fastsmtp")
 
 RecipientLike = Recipient | str | dict[str, Any]
-OnResult = Callable[[Result], Awaitable[None] | None]
 T = TypeVar("T")
 
 RENDER_IN_THREAD_MIN = 64 if (os.cpu_count() or 1) > 2 else sys.maxsize
 """Chunks at least this large are rendered in a worker thread (the GIL is released there);
 smaller ones are not worth the hand-off. On two cores or fewer everything is rendered on
-the event loop's thread: the thread's GIL hand-offs cost more than the overlap gains
-(2 cores, smtp-sink, 16 connections: 40,000 -> 47,000 msg/s, 24.2 -> 20.8 µs CPU/msg;
-see benches/RESULTS.md)."""
+the event loop's thread, where the hand-offs cost more than the overlap gains (see
+benches/RESULTS.md)."""
 
 
 def _recipient_tuple(item: RecipientLike) -> tuple[str, str | None, dict[str, Any] | None]:
@@ -68,7 +71,39 @@ class Engine:
 
     Use it as an async context manager; ``close()`` waits for in-flight work and QUITs.
     Defaults are safe: ``tls="starttls"`` is required STARTTLS with verified certificates,
-    and credentials never travel over plaintext unless ``allow_plaintext_auth=True``.
+    and credentials never travel over plaintext unless ``allow_plaintext_auth=True``. An
+    engine belongs to the event loop it is first used on (``SyncEngine`` serves threads).
+
+    Parameters:
+        host, port: the server (port 25 by default; 587 for submission, 465 implicit TLS).
+        tls: ``"starttls"`` (required, verified), ``"implicit"`` (TLS from the first byte),
+            ``"opportunistic"`` (STARTTLS when offered; a certificate that fails
+            verification is still an error), ``"none"`` (plaintext).
+        ssl_context: the context for TLS (default: ``ssl.create_default_context()``).
+        server_hostname: the name the certificate must carry (default: ``host``).
+        username, password: AUTH PLAIN/LOGIN/CRAM-MD5 credentials; ``oauth2_token``
+            instead of ``password`` for XOAUTH2. Never sent without TLS unless
+            ``allow_plaintext_auth=True``. Never shown in a repr or log.
+        connections: connections in the pool (8).
+        max_messages_per_connection: a connection is replaced after this many (1000).
+        timeout: one knob for the three below (30 s). ``connect_timeout``: connecting
+            (and an implicit-TLS handshake); ``greeting_timeout``: greeting and EHLO;
+            ``reply_timeout``: each reply must be complete within this time of the
+            moment its command was sent (bytes trickling in do not extend it).
+        max_attempts: tries per recipient for 4xx replies and broken connections (3);
+            ``retry_base_delay``/``retry_max_delay``: exponential backoff with jitter
+            (1 s, 60 s).
+        rate_limit: messages per second over all connections (None: unlimited);
+            ``rate_burst``: how many may go at once on top (default: 1/20 s worth).
+        local_hostname: the EHLO name (default: this host's name).
+        window: transactions in flight per connection (64); ``window_bytes``: message
+            octets in flight per connection (8 MiB).
+        data_window: with CHUNKING, ``BDAT LAST`` commands unanswered at once (1: at most
+            one message in doubt when a connection breaks; see the README).
+        idle_timeout: an idle connection is closed after this long (30 s).
+        health_check_after: a connection unused for longer is checked with NOOP before it
+            gets work (5 s; None: never).
+        dkim: a ``DKIMSigner``: every message is signed.
     """
 
     def __init__(
@@ -93,46 +128,31 @@ class Engine:
         retry_base_delay: float = 1.0,
         retry_max_delay: float = 60.0,
         rate_limit: float | None = None,
+        rate_burst: int | None = None,
         local_hostname: str | None = None,
         window: int = 64,
         window_bytes: int = 8 * 1024 * 1024,
-        data_window: int = 64,
+        data_window: int = 1,
         idle_timeout: float = 30.0,
         health_check_after: float | None = 5.0,
         dkim: core.DKIMSigner | None = None,
     ) -> None:
-        self.config = EngineConfig(
-            host=host,
-            port=port,
-            tls=tls,
-            ssl_context=ssl_context,
-            server_hostname=server_hostname,
-            username=username,
-            password=password,
-            oauth2_token=oauth2_token,
-            allow_plaintext_auth=allow_plaintext_auth,
-            connections=connections,
-            max_messages_per_connection=max_messages_per_connection,
-            timeout=timeout,
-            connect_timeout=connect_timeout,
-            greeting_timeout=greeting_timeout,
-            reply_timeout=reply_timeout,
-            max_attempts=max_attempts,
-            retry_base_delay=retry_base_delay,
-            retry_max_delay=retry_max_delay,
-            rate_limit=rate_limit,
-            local_hostname=local_hostname,
-            window=window,
-            window_bytes=window_bytes,
-            data_window=data_window,
-            idle_timeout=idle_timeout,
-            health_check_after=health_check_after,
-            dkim=dkim,
-        )
+        options = dict(locals())
+        del options["self"]
+        options["password"] = Secret.wrap(password)
+        options["oauth2_token"] = Secret.wrap(oauth2_token)
+        password = oauth2_token = None  # no credential left in this frame's locals
+        self.config = EngineConfig(**options)
         self.stats = Stats()
+        self._tally = Tally(self.stats)
         self._pool: Pool | None = None
-        self._outstanding = 0
-        self._drained: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def __repr__(self) -> str:
+        config: EngineConfig | None = getattr(self, "config", None)  # None inside __init__
+        if config is None:
+            return "<fastsmtp.Engine (not configured)>"
+        return f"<fastsmtp.Engine {config.host}:{config.port} tls={config.tls}>"
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -144,10 +164,18 @@ class Engine:
         await self.close()
 
     def _ensure_pool(self) -> Pool:
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:
+            if self._loop is not None and not self._loop.is_closed():
+                raise RuntimeError(
+                    "this fastsmtp.Engine belongs to another event loop (the one it was "
+                    "first used on): use one Engine per loop, or fastsmtp.SyncEngine from "
+                    "threads"
+                )
+            self._loop, self._pool = loop, None
+            self._tally = Tally(self.stats)
         if self._pool is None:
             self._pool = Pool(self.config, self.stats)
-            self._drained = asyncio.Event()
-            self._drained.set()
         return self._pool
 
     async def close(self) -> None:
@@ -160,30 +188,7 @@ class Engine:
 
     async def drain(self) -> None:
         """Wait until every recipient handed to the engine has its final result."""
-        if self._drained is not None:
-            await self._drained.wait()
-
-    # -- bookkeeping ----------------------------------------------------------------------
-
-    def _track(self, n: int) -> None:
-        self._outstanding += n
-        if self._drained is not None and self._outstanding:
-            self._drained.clear()
-
-    def _count(self, status: str) -> None:
-        if status == "accepted":
-            self._count_accepted(1)
-            return
-        _bump(self.stats, status)
-        self._outstanding -= 1
-        if self._outstanding == 0 and self._drained is not None:
-            self._drained.set()
-
-    def _count_accepted(self, n: int) -> None:
-        self.stats.accepted += n
-        self._outstanding -= n
-        if self._outstanding == 0 and self._drained is not None:
-            self._drained.set()
+        await self._tally.wait_idle()
 
     # -- sending ------------------------------------------------------------------------
 
@@ -202,18 +207,23 @@ class Engine:
         Messages already on a connection finish normally; nothing is sent twice."""
         return self._pool.cancel_pending(reason) if self._pool is not None else 0
 
-    async def send(self, message: Message) -> list[Result]:
+    async def send(self, message: Message | EmailMessage) -> list[Result]:
         """Send one message; returns one Result per envelope recipient (to, cc, bcc).
 
-        Raises InvalidMessage before anything is sent when the message is malformed.
+        ``message`` is a ``fastsmtp.Message``, or a stdlib ``email.message.EmailMessage``
+        sent as it is to the envelope aiosmtplib would use (MAIL FROM: Sender, else From;
+        RCPT TO: To, Cc and Bcc; the Bcc header is not sent). Raises InvalidMessage before
+        anything is sent when the message is malformed.
         """
+        if isinstance(message, EmailMessage):
+            sender, recipients, data = _stdlib_envelope(message)
+            return await self.send_raw(sender, recipients, data)
         built = core.build_message(message.to_spec())
-        recipients = built.recipients
-        if not recipients:
+        if not built.recipients:
             raise InvalidMessage("the message has no recipients (to, cc or bcc)", field="to")
         if self.config.dkim is not None:
             built = self.config.dkim.sign(built, int(time.time()))
-        return await self._send_one(built, recipients)
+        return await self._send_one(built)
 
     async def send_raw(
         self,
@@ -233,45 +243,37 @@ class Engine:
         """
         if not isinstance(data, bytes | bytearray | memoryview):
             raise InvalidMessage("data must be bytes", field="data")
-        check_envelope_address(sender, "sender", allow_empty=True)
         if isinstance(recipients, str):
             raise InvalidMessage("recipients must be a list of addresses", field="recipients")
         addresses = list(recipients)
         if not addresses:
             raise InvalidMessage("send_raw needs at least one recipient", field="recipients")
-        for address in addresses:
-            check_envelope_address(address, "recipients")
+        for field, address in [("sender", sender), *(("recipients", a) for a in addresses)]:
+            if not isinstance(address, str):
+                raise InvalidMessage(
+                    f"{field}: an address must be a str, not {type(address).__name__}",
+                    field=field,
+                )
         raw = bytes(data)
         if self.config.dkim is not None:
             raw = self.config.dkim.sign_bytes(raw, int(time.time()))
-        body = RawBody(sender, raw, message_id or "")
-        return await self._send_one(body, addresses, explicit_envelope=True)
+        # Validates the envelope (no byte of it can break a command) and makes every line
+        # end CRLF, before anything is queued.
+        message = core.RawMessage(sender, addresses, raw, message_id)
+        return await self._send_one(message)
 
-    async def _send_one(
-        self,
-        message: core.BuiltMessage | RawBody,
-        recipients: list[str],
-        *,
-        explicit_envelope: bool = False,
-    ) -> list[Result]:
+    async def _send_one(self, message: core.BuiltMessage | core.RawMessage) -> list[Result]:
         pool = self._ensure_pool()
-        loop = asyncio.get_running_loop()
-        done_future: asyncio.Future[None] = loop.create_future()
-        results: list[Result | None] = [None] * len(recipients)
-        remaining = len(recipients)
-
-        def done(result: Result) -> None:
-            nonlocal remaining
-            self._count(result.status)
-            results[result.index] = result
-            remaining -= 1
-            if remaining == 0 and not done_future.done():
-                done_future.set_result(None)
-
-        self._track(len(recipients))
-        pool.put(Job(message, recipients, 0, done, explicit_envelope=explicit_envelope))
-        await done_future
-        return [r for r in results if r is not None]
+        batch = Batch(self._tally, collect=True)
+        batch.expect(len(message.recipients))
+        pool.put(Lot(batch, [message]))
+        try:
+            await batch.wait()
+        except asyncio.CancelledError:
+            pool.cancel_batch(batch, "cancelled before it was sent")
+            raise
+        assert batch.results is not None
+        return [batch.results[i] for i in sorted(batch.results)]
 
     async def send_batch(
         self,
@@ -290,6 +292,12 @@ class Engine:
         before anything is sent (checked over the whole list for a Sequence, over the
         first chunk for an iterator); a recipient that lacks a variable others have gets a
         ``failed`` Result naming it.
+
+        Cancelling the task awaiting it stops the batch: what is not yet written gets a
+        ``failed`` result ("cancelled"), what is on the wire finishes, then
+        ``CancelledError`` is raised. If ``on_result`` raises something that is not an
+        ``Exception`` (KeyboardInterrupt, SystemExit), the batch stops the same way and
+        that exception is raised.
         """
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be at least 1, not {chunk_size}")
@@ -299,90 +307,55 @@ class Engine:
                 field="to",
             )
         compiled = core.Template(template.to_spec(), data)
-        pool = self._ensure_pool()
-        report = BatchReport()
-        started = time.perf_counter()
-        loop = asyncio.get_running_loop()
-        all_done = asyncio.Event()
-        all_done.set()
-        outstanding = 0
-        callbacks: set[asyncio.Future[Any]] = set()
-        limit = max_queued or max(4 * chunk_size, self.config.connections * self.config.window)
-        room = asyncio.Event()
-        room.set()
-        room_wanted = False  # the producer waits for room (no room.is_set() per result)
-
-        def callback_failed(exc: BaseException) -> None:
-            report.callback_errors += 1
-            self.stats.callback_errors += 1
-            log.error("on_result raised", exc_info=exc)
-
-        def callback_finished(task: asyncio.Future[Any]) -> None:
-            callbacks.discard(task)
-            if not task.cancelled() and task.exception() is not None:
-                callback_failed(task.exception())  # type: ignore[arg-type]
-
-        def counted(n: int) -> None:
-            """Bookkeeping once ``n`` more recipients have their final result."""
-            nonlocal outstanding, room_wanted
-            outstanding -= n
-            if outstanding == 0:
-                all_done.set()
-            if room_wanted and outstanding < limit:
-                room_wanted = False
-                room.set()
-
-        def done(result: Result) -> None:
-            status = result.status
-            self._count(status)
-            report.total += 1
-            if status == "accepted":
-                report.accepted += 1
-            else:
-                _bump(report, status)
-            if on_result is not None:
-                try:
-                    maybe = on_result(result)
-                    if maybe is not None and inspect.isawaitable(maybe):
-                        task = asyncio.ensure_future(maybe)
-                        callbacks.add(task)
-                        task.add_done_callback(callback_finished)
-                except Exception as exc:
-                    callback_failed(exc)
-            counted(1)
-
-        quietly_accepted = 0  # added to the report at the end
-
-        def accepted(n: int) -> None:
-            # Without on_result nobody reads a Result: accepted recipients are only counted.
-            # Called once per read with every recipient it accepted (_count_accepted is
-            # inlined: one Python call fewer per read).
-            nonlocal quietly_accepted
-            quietly_accepted += n
-            self.stats.accepted += n
-            self._outstanding -= n
-            if self._outstanding == 0 and self._drained is not None:
-                self._drained.set()
-            counted(n)
-
-        on_accepted = accepted if on_result is None else None
-
-        def fail(index: int, address: str, error: Exception) -> None:
-            nonlocal outstanding
-            outstanding += 1
-            self._track(1)
-            done(Result(recipient=address, status="failed", text=str(error), index=index))
-
-        index = 0
-        # A list was checked whole just below; an iterator is judged by its first chunk.
-        checked = isinstance(recipients, Sequence)
-        missing_for_all = _missing_everywhere(compiled, data, recipients)
+        missing_for_all = _missing_everywhere(compiled, recipients)
         if missing_for_all:
             raise TemplateError(
                 f"template variable {missing_for_all!r} is undefined for every recipient",
                 variable=missing_for_all,
             )
+        pool = self._ensure_pool()
+        batch = Batch(self._tally, on_result)
+        loop = asyncio.get_running_loop()
+
+        def stop(reason: str) -> None:
+            # From a callback inside a read: drop the queued work on the next loop turn.
+            loop.call_soon(pool.cancel_batch, batch, reason)
+
+        batch.on_stop = stop
+        started = time.perf_counter()
+        limit = max_queued or max(4 * chunk_size, self.config.connections * self.config.window)
+        try:
+            await self._produce(compiled, recipients, chunk_size, limit, pool, batch)
+            await batch.wait()
+        except asyncio.CancelledError:
+            batch.on_stop = None
+            batch.stop("cancelled before it was sent")
+            pool.cancel_batch(batch, "cancelled before it was sent")
+            await batch.wait()
+            raise
+        if batch.failure is not None:
+            raise batch.failure
+        batch.report.elapsed = time.perf_counter() - started
+        return batch.report
+
+    async def _produce(
+        self,
+        compiled: core.Template,
+        recipients: Iterable[RecipientLike] | AsyncIterable[RecipientLike],
+        chunk_size: int,
+        limit: int,
+        pool: Pool,
+        batch: Batch,
+    ) -> None:
+        """Render ``recipients`` a chunk at a time and queue the messages, waiting while
+        ``limit`` recipients are outstanding."""
+        loop = asyncio.get_running_loop()
+        index = 0
+        # A list was checked whole before; an iterator is judged by its first chunk.
+        checked = isinstance(recipients, Sequence)
         async for chunk in _chunks(recipients, chunk_size):
+            if batch.cancelled is not None:
+                break
             # Plain addresses and the usual dicts are read in Rust; anything else goes
             # through _recipient_tuple (no Python call per recipient on the common path).
             if len(chunk) >= RENDER_IN_THREAD_MIN:
@@ -400,30 +373,18 @@ class Engine:
                 sign = self.config.dkim.sign_all
                 signed = await loop.run_in_executor(None, sign, messages, int(time.time()))
                 messages, failures = _split_signed(signed, failures, len(chunk))
-            # Batch indexes: consecutive from ``index`` unless some recipients failed.
-            indexes: list[int] | int = index
-            if failures:
-                failed = {position for position, _ in failures}
-                indexes = [index + p for p in range(len(chunk)) if p not in failed]
-                for position, error in failures:
-                    fail(index + position, _recipient_tuple(chunk[position])[0], error)
+            batch.expect(len(chunk))
+            for lot in _lots(batch, messages, failures, index, len(chunk)):
+                pool.put(lot)
+            for position, error in failures:
+                address = _recipient_tuple(chunk[position])[0]
+                batch.finish(
+                    Result(
+                        recipient=address, status="failed", text=str(error), index=index + position
+                    )
+                )
             index += len(chunk)
-            if messages:
-                outstanding += len(messages)
-                self._track(len(messages))
-                all_done.clear()
-                pool.put(Run(messages, indexes, done, on_accepted))
-            if outstanding >= limit:
-                room.clear()
-                room_wanted = True
-                await room.wait()
-        await all_done.wait()
-        if callbacks:
-            await asyncio.gather(*callbacks, return_exceptions=True)
-        report.total += quietly_accepted
-        report.accepted += quietly_accepted
-        report.elapsed = time.perf_counter() - started
-        return report
+            await batch.wait_room(limit)
 
     # -- sync conveniences ----------------------------------------------------------------
 
@@ -477,26 +438,10 @@ async def _chunks(items: Iterable[T] | AsyncIterable[T], size: int) -> AsyncIter
         yield chunk
 
 
-def _bump(counts: Stats | BatchReport, status: str) -> None:
-    """Add one to the counter named by a Result status (no getattr/setattr per result)."""
-    if status == "accepted":
-        counts.accepted += 1
-    elif status == "rejected":
-        counts.rejected += 1
-    elif status == "deferred":
-        counts.deferred += 1
-    else:
-        counts.failed += 1
-
-
-_BUILTIN_VARIABLES = frozenset({"address", "email", "name"})
-
-
-def _missing_everywhere(
-    compiled: core.Template, data: dict[str, Any] | None, recipients: object
-) -> str | None:
-    """A template variable that neither batch data nor any recipient of a list provides."""
-    needed = set(compiled.variables) - _BUILTIN_VARIABLES - set(data or ())
+def _missing_everywhere(compiled: core.Template, recipients: object) -> str | None:
+    """A variable every recipient must provide (``Template.recipient_variables``) that no
+    recipient of a list has."""
+    needed = set(compiled.recipient_variables)
     if not needed or not isinstance(recipients, Sequence) or isinstance(recipients, str):
         return None
     for item in recipients:
@@ -507,6 +452,56 @@ def _missing_everywhere(
         if not needed:
             return None
     return sorted(needed)[0]
+
+
+def _lots(
+    batch: Batch,
+    messages: list[core.BuiltMessage],
+    failures: list[tuple[int, Exception]],
+    first: int,
+    size: int,
+) -> list[Lot]:
+    """Lots for a rendered chunk of ``size`` recipients starting at batch index ``first``:
+    one lot, or one per run of consecutive messages when some recipients failed."""
+    if not failures:
+        return [Lot(batch, messages, first)] if messages else []
+    failed = {position for position, _ in failures}
+    lots: list[Lot] = []
+    run: list[core.BuiltMessage] = []
+    run_start = 0
+    rendered = iter(messages)
+    for position in range(size):
+        if position in failed:
+            if run:
+                lots.append(Lot(batch, run, first + run_start))
+                run = []
+            continue
+        if not run:
+            run_start = position
+        run.append(next(rendered))
+    if run:
+        lots.append(Lot(batch, run, first + run_start))
+    return lots
+
+
+def _stdlib_envelope(message: EmailMessage) -> tuple[str, list[str], bytes]:
+    """MAIL FROM, RCPT TO and the bytes of a stdlib message, as aiosmtplib derives them:
+    the sender from Sender, else From; recipients from To, Cc and Bcc; Bcc not sent."""
+    senders = getaddresses(message.get_all("Sender", []) or message.get_all("From", []))
+    if len(senders) != 1:
+        raise InvalidMessage(
+            "a stdlib message needs exactly one Sender or From address", field="from"
+        )
+    recipients = [
+        address
+        for _, address in getaddresses(
+            [*message.get_all("To", []), *message.get_all("Cc", []), *message.get_all("Bcc", [])]
+        )
+        if address
+    ]
+    copy = copy_message(message)
+    del copy["Bcc"]
+    return senders[0][1], recipients, copy.as_bytes(policy=SMTP_POLICY)
 
 
 def _raise_if_all_failed(

@@ -10,6 +10,7 @@ from typing import Any, final
 
 __version__: str
 __all__ = [
+    "DATA_PIECE",
     "Accepted",
     "AuthFailed",
     "AuthSucceeded",
@@ -22,6 +23,7 @@ __all__ = [
     "Event",
     "MessageSpec",
     "NoopReplied",
+    "RawMessage",
     "Ready",
     "Reply",
     "StartTlsReady",
@@ -286,47 +288,54 @@ class CommandFailed:
 
 @final
 class TransactionResult:
-    """The outcome of one submitted transaction; exactly one per submit() (or a
-    TransactionAborted instead).
+    """The outcome of one submitted transaction whose every recipient was not accepted,
+    or that was not submitted ``count_only``; exactly one per transaction (or an Accepted
+    count, or a TransactionAborted, instead).
 
-    A recipient got the message exactly when ``data_reply`` is a 2xx and its own entry of
-    ``rcpt_replies`` is a 2xx. (Decide by ``data_reply``, not ``mail_reply`` alone: a server
-    that answered MAIL with 503 while still inside an earlier transaction may have
-    delivered anyway; such a transaction is retried once after RSET when it was not.)"""
+    A recipient got the message exactly when its entry of ``verdicts()`` is a 2xx: its RCPT
+    and the end of data (after "." or BDAT LAST) were both answered 2xx. A reply of the
+    wrong class for its command is never taken for an answer: the connection is closed
+    with a protocol error instead (see ClientConnection)."""
 
     @property
-    def tag(self) -> Any:
-        """The ``tag`` given to submit() or submit_run()."""
+    def lot(self) -> Any:
+        """The ``lot`` given to submit() or submit_lot()."""
     @property
-    def index(self) -> int | None:
-        """The message's position in submit_run()'s list; None after submit()."""
+    def index(self) -> int:
+        """The message's position in its lot."""
     @property
     def mail_reply(self) -> Reply: ...
     @property
     def rcpt_replies(self) -> list[Reply | None]:
-        """One per recipient, in submit order (None if never answered because MAIL failed)."""
+        """One per recipient, in submit order (None if never answered)."""
     @property
     def data_reply(self) -> Reply | None:
-        """The reply to the end of data (after "." or BDAT LAST), or to DATA itself when it
-        was refused; None when no data phase happened (MAIL refused / every RCPT refused and
-        the server refused DATA)."""
+        """The reply to the end of data, or to DATA itself when it was refused; None when
+        no data phase happened (MAIL refused, or every RCPT refused)."""
     @property
-    def all_positive(self) -> bool:
-        """MAIL, every RCPT and the end of data were answered 2xx or 3xx: every recipient
-        got the message, and ``data_reply`` (then never None) says how."""
+    def delivered(self) -> bool:
+        """The end of data was answered 2xx."""
+    @property
+    def all_accepted(self) -> bool:
+        """MAIL, every RCPT and the end of data were answered 2xx."""
+    def verdicts(self) -> list[Reply | None]:
+        """Per recipient, the reply that decided it: the end of data's 2xx (accepted), the
+        first refusal (4xx/5xx) among MAIL, its RCPT and the data phase, or None when no
+        reply decided it."""
 
 @final
 class TransactionAborted:
-    """The connection ended (EOF, unsolicited 421, protocol error) before this transaction
-    got its final reply. ``end_of_data_sent`` is True when the final "." or BDAT LAST had
-    been handed to the transport: the server may have accepted the message."""
+    """The connection ended (EOF, unsolicited 421, protocol error, the caller's abort)
+    before this transaction got its final reply. ``end_of_data_sent`` is True when the
+    final "." or BDAT LAST had been handed out by data_to_send(): the server may have
+    accepted the message."""
 
     @property
-    def tag(self) -> Any:
-        """The ``tag`` given to submit() or submit_run()."""
+    def lot(self) -> Any:
+        """The ``lot`` given to submit() or submit_lot()."""
     @property
-    def index(self) -> int | None:
-        """The message's position in submit_run()'s list; None after submit()."""
+    def index(self) -> int:
+        """The message's position in its lot."""
     @property
     def end_of_data_sent(self) -> bool: ...
     @property
@@ -340,13 +349,15 @@ class TransactionAborted:
 
 @final
 class Closed:
-    """The connection is finished (QUIT answered, EOF, 421 or a protocol error); every
-    in-flight transaction has already been given a TransactionAborted event."""
+    """The connection is finished (QUIT answered, EOF, 421, a protocol error or the
+    caller's abort); every in-flight transaction has already been given a
+    TransactionAborted event."""
 
     @property
     def reason(self) -> str:
         """One of "quit" (QUIT answered), "eof" (the server closed), "421" (the server is
-        shutting the connection down) or "protocol error: <what>"."""
+        shutting the connection down), "protocol error: <what>", or the reason given to
+        abort()."""
     @property
     def reply(self) -> Reply | None:
         """The reply to QUIT, or the 421."""
@@ -356,19 +367,18 @@ class Closed:
 
 @final
 class Accepted:
-    """Transactions submitted with ``on_accepted`` whose MAIL, every RCPT and end of data
-    were answered 2xx/3xx: reported by count instead of one TransactionResult each.
-    Consecutive ones with the same callback are merged into one event."""
+    """Transactions of one lot submitted ``count_only`` whose MAIL, every RCPT and end of
+    data were answered 2xx: reported as a count instead of a TransactionResult each.
+    Consecutive ones of the same lot within one read are one event."""
 
     @property
-    def on_accepted(self) -> Callable[[int], object]:
-        """The callback given to submit(); calling the event calls it with ``recipients``."""
+    def lot(self) -> Any:
+        """The ``lot`` given to submit() or submit_lot()."""
+    @property
+    def transactions(self) -> int: ...
     @property
     def recipients(self) -> int:
         """How many recipients these transactions delivered to."""
-    def __call__(self) -> object:
-        """``on_accepted(recipients)``, returning what it returns (and raising what it
-        raises)."""
 
 Event = (
     Ready
@@ -384,6 +394,27 @@ Event = (
 )
 
 @final
+class RawMessage:
+    """A message the caller assembled (``Engine.send_raw``): the envelope is validated
+    (InvalidMessage naming "sender" or "recipients[i]" for an empty recipient, a space,
+    "<", ">" or a control character) and every bare CR or LF made CRLF when it is made,
+    so nothing malformed can reach a command or DATA later."""
+
+    def __new__(
+        cls, sender: str, recipients: list[str], data: bytes, message_id: str | None = None
+    ) -> RawMessage: ...
+    @property
+    def envelope_sender(self) -> str: ...
+    @property
+    def recipients(self) -> list[str]: ...
+    @property
+    def message_id(self) -> str:
+        """The caller's Message-ID for results ("" when not given)."""
+    def __len__(self) -> int: ...
+    def as_bytes(self) -> bytes:
+        """The bytes as they go out (line ends CRLF, ending with CRLF)."""
+
+@final
 class ClientConnection:
     """A sans-IO SMTP client connection: it never touches a socket, clock or thread.
 
@@ -393,23 +424,54 @@ class ClientConnection:
     after a 354. Every command sent appends its expected reply to a queue, so each reply
     maps back to the transaction and recipient it answers.
 
-    Framing chooses itself from the capabilities: CHUNKING -> ``BDAT <n> LAST`` with the raw
-    body, transactions back to back; PIPELINING -> MAIL+RCPT...+DATA as one group, then the
-    dot-stuffed body + "." + the next queued group in one write after the 354; neither ->
-    lock-step. A protocol error is sticky: later calls raise LocalProtocolError.
+    Framing chooses itself from the capabilities: CHUNKING -> MAIL+RCPT..., then
+    ``BDAT <n> LAST`` with the raw body once every earlier reply came (or up to
+    ``data_window`` of them pipelined); PIPELINING -> MAIL+RCPT...+DATA as one group, then
+    the dot-stuffed body + "." + the next group in one write after the 354; neither ->
+    lock-step.
+
+    Never a false acceptance: a reply of the wrong class for its command (2xx to DATA, 3xx
+    to MAIL, RCPT or an end of data, a 2.1.x to an end of data), a reply when nothing is
+    expected, or a reply to a command not yet handed out by data_to_send() is a protocol
+    error of the server: the connection ends (TransactionAborted for each unresolved
+    transaction, then Closed). A protocol error is sticky: later calls raise
+    LocalProtocolError.
     """
 
     def __new__(
-        cls, local_hostname: str = "localhost", *, max_reply_bytes: int = 65536
+        cls,
+        local_hostname: str = "localhost",
+        *,
+        max_reply_bytes: int = 65536,
+        data_window: int = 1,
     ) -> ClientConnection: ...
     def receive_data(self, data: bytes) -> list[Event]:
-        """Feed bytes read from the server; b"" means the server closed the connection.
-        Never raises for peer misbehaviour: malformed or hostile replies end the connection
-        with TransactionAborted for each in-flight transaction and a Closed event whose
-        ``error`` is a RemoteProtocolError; the state is then sticky (later calls other than
-        receive_data raise LocalProtocolError)."""
+        """Feed bytes read from the server (b"" is ignored: see eof()). Never raises for
+        peer misbehaviour: malformed or hostile replies end the connection with
+        TransactionAborted for each in-flight transaction and a Closed event whose
+        ``error`` is a RemoteProtocolError."""
+    def feed(self, data: bytes) -> tuple[list[Event], bytes]:
+        """One read in one call: ``receive_data(data)``, then ``data_to_send()``."""
+    def eof(self) -> list[Event]:
+        """The server closed the connection: TransactionAborted for each in-flight
+        transaction, then Closed (nothing when already closed)."""
+    def abort(self, reason: str) -> list[Event]:
+        """End the connection now for the caller's ``reason`` (a reply deadline passed, the
+        transport failed): TransactionAborted for each in-flight transaction, then Closed."""
     def data_to_send(self) -> bytes:
-        """Bytes to write now (possibly b""); drains the outgoing buffer."""
+        """The next bytes to write (possibly b""): everything framed, or, when a large body
+        is queued, at least ``DATA_PIECE`` octets of it (call again while
+        ``has_data_to_send``). They count as sent now (for ``oldest_unanswered``)."""
+    @property
+    def has_data_to_send(self) -> bool: ...
+    @property
+    def oldest_unanswered(self) -> tuple[str, float] | None:
+        """The command whose reply is awaited longest ("MAIL FROM", "BDAT LAST", "the end
+        of data"...) and how many seconds ago it was handed out; None when no sent command
+        waits. A reply is late once that exceeds the caller's timeout."""
+    @property
+    def idle_for(self) -> float:
+        """Seconds since the server last sent anything."""
     def starttls(self) -> None:
         """Queue STARTTLS. Only when Ready and nothing is in flight."""
     def tls_established(self) -> None:
@@ -422,37 +484,34 @@ class ClientConnection:
         ``allow_plaintext`` is False, or when the mechanism is not offered."""
     def submit(
         self,
-        tag: object,
-        message: BuiltMessage | None = None,
-        on_accepted: Callable[[int], object] | None = None,
-        *,
-        sender: str | None = None,
+        lot: object,
+        index: int,
+        message: BuiltMessage | RawMessage,
         recipients: Sequence[str] | None = None,
-        body: bytes | None = None,
+        *,
+        count_only: bool = False,
     ) -> None:
-        """Queue one transaction: either a BuiltMessage, or sender + recipients + raw body
-        (bare CR or LF in a raw body is normalized to CRLF, and a final CRLF is
-        added when missing: a bare CR or LF never reaches the wire). Raises
-        SMTPUTF8Required if the message needs SMTPUTF8 and the server lacks it, and
-        InvalidMessage if it exceeds the server's SIZE or an address holds a space, "<",
-        ">" or a control character (``field`` names it). Only after Ready. ``tag`` is any
-        object (the caller's job): it comes back as the ``tag`` of the transaction's one
-        TransactionResult or TransactionAborted, so the caller keeps no table of its own.
-        With ``on_accepted``, a transaction whose every reply was positive gets no
-        TransactionResult: it is counted in an Accepted event instead. A BuiltMessage's
-        bytes are written from it without a copy."""
-    def submit_run(
+        """Queue one transaction: ``message`` to its own recipients or to ``recipients``.
+        Raises SMTPUTF8Required if the message needs SMTPUTF8 and the server lacks it, and
+        InvalidMessage if it exceeds the server's SIZE or an address is malformed
+        (``field`` names it). Only after Ready. The transaction's one event carries
+        ``lot`` and ``index``, so the caller keeps no table of its own. With
+        ``count_only``, a transaction whose every recipient is accepted is reported only in
+        an Accepted count. A message's bytes are written from it without a copy."""
+    def submit_lot(
         self,
-        tag: object,
-        messages: list[BuiltMessage],
+        lot: object,
+        messages: Sequence[BuiltMessage | RawMessage],
         start: int,
         count: int,
-        on_accepted: Callable[[int], object] | None = None,
+        *,
+        count_only: bool = False,
     ) -> list[tuple[int, Exception]]:
-        """``submit(tag, message, on_accepted)`` for each of ``messages[start:start +
-        count]`` in one call; each transaction's event has this ``tag`` and the message's
-        position as ``index``. Returns ``(position, exception)`` for each message refused
-        (what submit() would raise for it); the others are queued."""
+        """``submit(lot, i, messages[i], count_only=count_only)`` for each ``i`` of
+        (``messages`` must be a list)
+        ``range(start, min(start + count, len(messages)))`` in one call. Returns
+        ``(i, exception)`` for each message refused (what submit() would raise for it);
+        the others are queued."""
     def noop(self) -> None:
         """Queue NOOP (only when ready and idle): a health check for a connection that sat
         unused; answered by NoopReplied. Transactions submitted meanwhile follow it."""
@@ -476,6 +535,10 @@ class ClientConnection:
         """Ready for submit/auth/starttls (greeting and EHLO done, not closed)."""
     @property
     def is_closed(self) -> bool: ...
+
+DATA_PIECE: int
+"""``data_to_send()``/``feed()`` hand out everything framed, unless a large body is
+queued: then at least this many octets, so a shorter result means nothing is left."""
 
 def dot_stuff(body: bytes) -> bytes:
     """The DATA encoding of a CRLF body: leading dots doubled, CRLF line endings, ending

@@ -166,8 +166,8 @@ class Recipient(msgspec.Struct, kw_only=True):
     data: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
-# gc=False: only str/int/None fields, so no reference cycle is possible, and one Result per
-# recipient no longer adds to the garbage collector's work.
+# gc=False: only str/int/bool/None fields, so no reference cycle is possible, and one
+# Result per recipient no longer adds to the garbage collector's work.
 class Result(msgspec.Struct, kw_only=True, gc=False):
     """The one final outcome of one recipient."""
 
@@ -183,20 +183,52 @@ class Result(msgspec.Struct, kw_only=True, gc=False):
     """The recipient's position in the batch (its position in ``to+cc+bcc`` for ``send``)."""
     attempts: int = 0
     """How many times the message was handed to a server for this recipient."""
+    in_doubt: bool = False
+    """The end of data went out and no reply came (``status`` is ``deferred``): the server
+    may have taken the message. It is never sent again without the caller deciding so."""
 
     @property
     def ok(self) -> bool:
         return self.status == "accepted"
 
 
-class BatchReport(msgspec.Struct, kw_only=True):
-    """Counts for a whole ``send_batch`` run."""
+class Counts(msgspec.Struct, kw_only=True):
+    """Final results counted by status (one count per recipient)."""
 
-    total: int = 0
     accepted: int = 0
     rejected: int = 0
     deferred: int = 0
     failed: int = 0
+    in_doubt: int = 0
+    """Of the deferred: end of data sent, no reply (see ``Result.in_doubt``)."""
+
+    @property
+    def total(self) -> int:
+        """Every result counted."""
+        return self.accepted + self.rejected + self.deferred + self.failed
+
+    def count(self, result: Result) -> None:
+        """Count one final result."""
+        status = result.status
+        if status == "accepted":
+            self.accepted += 1
+        elif status == "rejected":
+            self.rejected += 1
+        elif status == "deferred":
+            self.deferred += 1
+            if result.in_doubt:
+                self.in_doubt += 1
+        else:
+            self.failed += 1
+
+    def count_accepted(self, n: int) -> None:
+        """Count ``n`` acceptances (the count-only path makes no Result)."""
+        self.accepted += n
+
+
+class BatchReport(Counts, kw_only=True):
+    """Counts for a whole ``send_batch`` run."""
+
     elapsed: float = 0.0
     callback_errors: int = 0
     """How many times ``on_result`` raised (each is logged; the batch goes on)."""
@@ -204,7 +236,3 @@ class BatchReport(msgspec.Struct, kw_only=True):
     @property
     def messages_per_second(self) -> float:
         return self.total / self.elapsed if self.elapsed > 0 else 0.0
-
-    def count(self, status: Status) -> None:
-        self.total += 1
-        setattr(self, status, getattr(self, status) + 1)

@@ -1,11 +1,12 @@
-"""The connection pool: persistent connections to one server, fed from one job queue.
+"""The connection pool: persistent connections to one server, fed from one queue of lots.
 
-Each connection has a worker task that takes as many queued jobs as its window has room
-for, submits them to the Rust core in one go and writes the framed bytes once. Outcomes
-come back through ``_settled``: final Results are reported, transient failures are put back
-on the queue after an exponential backoff with jitter. Connection-level failures (cannot
-connect, STARTTLS missing, credentials refused) are handled here too, so that every job
-ends with exactly one Result per recipient whatever happens to the sockets.
+Each connection has a worker task that takes as many queued messages as its window has
+room for, hands them to the Rust core in one call per lot and writes the framed bytes.
+Transaction events come back through ``_on_events``: final Results go to their batch,
+transient failures go back on the queue after an exponential backoff with jitter.
+Connection-level failures (cannot connect, STARTTLS missing, credentials refused) are
+handled here too, so that every recipient ends with exactly one Result whatever happens
+to the sockets.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 from fastsmtp import _fastsmtp as core
+from fastsmtp._batch import Batch
 from fastsmtp._config import EngineConfig
 from fastsmtp._connection import Connection
 from fastsmtp._errors import (
@@ -29,17 +31,18 @@ from fastsmtp._errors import (
     SMTPUTF8Required,
     TLSRequiredError,
 )
-from fastsmtp._jobs import Job, Run, settle
+from fastsmtp._lot import Envelope, Lot
 from fastsmtp._models import Status
+from fastsmtp._outcome import results_for, settle, settle_aborted
 from fastsmtp._ratelimit import TokenBucket
 from fastsmtp._stats import Stats
 
 log = logging.getLogger("fastsmtp")
 
-NO_REPLY_AFTER_DATA = (
-    "end of data sent but no reply came ({reason}); the server may have accepted the "
-    "message, so it was not sent again"
-)
+# Exact classes: ``type(event) is`` is the cheapest test, once per event on the hot path.
+_ACCEPTED = core.Accepted
+_RESULT = core.TransactionResult
+_ABORTED = core.TransactionAborted
 
 
 class Pool:
@@ -48,34 +51,31 @@ class Pool:
     def __init__(self, config: EngineConfig, stats: Stats) -> None:
         self.config = config
         self.stats = stats
-        self.queue: deque[Job | Run] = deque()
-        self._queued = 0  # messages in the queue (a Run holds many)
-        self._jobs_ready = asyncio.Event()
+        self.queue: deque[Lot] = deque()
+        self._queued = 0  # messages in the queue (a lot holds many)
+        self._work_ready = asyncio.Event()
         self._workers: set[asyncio.Task[None]] = set()
         self._idle_workers = 0
         self._connecting = 0  # workers started that have no connection yet
-        self._retry_timers: dict[asyncio.TimerHandle, Job] = {}
-        self._bucket = TokenBucket(config.rate_limit) if config.rate_limit else None
-        self._connect_failures = 0
+        self._retry_timers: dict[asyncio.TimerHandle, Lot] = {}
+        self._bucket = TokenBucket(config.rate_limit, config.burst) if config.rate_limit else None
         self._closing = False
 
     # -- feeding ------------------------------------------------------------------------
 
-    def put(self, item: Job | Run) -> None:
-        """Queue a job, or a run of a batch's messages."""
-        self.queue.append(item)
-        self._queued += len(item) if isinstance(item, Run) else 1
+    def put(self, lot: Lot) -> None:
+        """Queue a lot for the connections."""
+        if lot.batch.cancelled is not None:
+            self._finish_untaken(lot, "failed", None, lot.batch.cancelled)
+            return
+        self.queue.append(lot)
+        self._queued += len(lot)
         self._wake()
-
-    @property
-    def queued(self) -> int:
-        """Messages queued, not yet handed to a connection."""
-        return self._queued
 
     def _wake(self) -> None:
         if not self.queue:
             return
-        self._jobs_ready.set()
+        self._work_ready.set()
         # Idle connections and those still connecting will take a window's worth each;
         # open more, up to the pool size, only for work beyond that. (One message for a
         # pool with an idle connection must not open a second one.)
@@ -101,90 +101,111 @@ class Pool:
         """
         if len(self._workers) >= self.config.connections:
             return
-        conn = await Connection.open(self.config, self._settled)
+        conn = await Connection.open(self.config, self._on_events)
         self.stats.connections_opened += 1
         self._start_worker(conn)
 
-    def cancel_pending(self, reason: str) -> int:
-        """Give every job not yet handed to a server (queued, or waiting for a retry) a
-        ``failed`` Result now; returns how many recipients that was. Work already on a
-        connection finishes normally."""
-        count = self._drop_retries("failed", reason)
-        return count + self.fail_queued(reason)
+    # -- giving results without sending ---------------------------------------------------
 
-    def _drop_retries(self, status: Status, reason: str) -> int:
-        """Cancel every pending retry and give its recipients their final result now;
-        returns how many recipients that was."""
+    @staticmethod
+    def _finish_untaken(lot: Lot, status: Status, reply: SMTPReplyError | None, text: str) -> int:
+        """Every message of ``lot`` not yet handed out gets ``status``; returns how many
+        recipients that was."""
         count = 0
-        timers, self._retry_timers = self._retry_timers, {}
-        for handle, job in timers.items():
-            handle.cancel()
-            count += len(job.recipients)
-            job.finish_all(status, None, reason)
+        for envelope in lot.take_rest():
+            count += _finish_envelope(lot.batch, envelope, status, reply, text, lot.attempts)
         return count
+
+    def fail_queued(
+        self, reason: str, reply: SMTPReplyError | None = None, batch: Batch | None = None
+    ) -> int:
+        """Give every queued message (of ``batch``, or all) its final ``failed`` result
+        now; returns how many recipients that was."""
+        keep: deque[Lot] = deque()
+        count = 0
+        for lot in self.queue:
+            if batch is not None and lot.batch is not batch:
+                keep.append(lot)
+                continue
+            self._queued -= len(lot)
+            count += self._finish_untaken(lot, "failed", reply, reason)
+        self.queue = keep
+        if not keep:
+            self._work_ready.clear()
+        return count
+
+    def _drop_retries(self, status: Status, reason: str, batch: Batch | None = None) -> int:
+        """Cancel pending retries (of ``batch``, or all) and give their recipients their
+        final result now; returns how many recipients that was."""
+        count = 0
+        for handle, lot in list(self._retry_timers.items()):
+            if batch is not None and lot.batch is not batch:
+                continue
+            handle.cancel()
+            del self._retry_timers[handle]
+            count += self._finish_untaken(lot, status, None, reason)
+        return count
+
+    def cancel_pending(self, reason: str) -> int:
+        """Give every message not yet handed to a server (queued, or waiting for a retry)
+        a ``failed`` Result now; returns how many recipients that was. Work already on a
+        connection finishes normally."""
+        return self._drop_retries("failed", reason) + self.fail_queued(reason)
+
+    def cancel_batch(self, batch: Batch, reason: str) -> int:
+        """``cancel_pending`` for one batch only."""
+        return self._drop_retries("failed", reason, batch) + self.fail_queued(reason, None, batch)
 
     # -- outcomes -----------------------------------------------------------------------
 
-    def _settled(
+    def _on_events(self, conn: Connection, events: list[Any]) -> None:
+        """A read's events: every transaction's outcome goes to its batch from here; the
+        session's own events go back to the connection."""
+        for event in events:
+            kind = type(event)
+            if kind is _ACCEPTED:
+                event.lot.batch.accepted(event.recipients)
+            elif kind is _RESULT or kind is _ABORTED:
+                self._outcome(conn, event)
+            else:
+                conn.session_event(event)
+
+    def _outcome(
         self, conn: Connection, event: core.TransactionResult | core.TransactionAborted
     ) -> None:
-        tag = event.tag
-        job: Job = tag if type(tag) is Job else tag.job(event.index)
-        can_retry = job.attempts < self.config.max_attempts
+        lot: Lot = event.lot
+        can_retry = lot.attempts + 1 < self.config.max_attempts
         if isinstance(event, core.TransactionResult):
-            again = settle(job, event, can_retry)
-            if again is not None:
-                self._retry_later(again)
-            return
-        reason = conn.close_reason or "connection closed"
-        reply = None
-        if isinstance(event, core.TransactionAborted):
-            reply = event.reply
-            reason = event.reason or reason
-            # A 421 means the server took nothing still in flight (see the core's docs).
-            if event.end_of_data_sent and not (reply is not None and reply.code == 421):
-                conn.charge_abort()
-                job.finish_all("deferred", reply, NO_REPLY_AFTER_DATA.format(reason=reason))
-                return
-        if not conn.charge_abort():
-            # It waited behind the transaction that broke the connection: not an attempt.
-            # Each break still charges one transaction, so retries cannot go on forever.
-            job.attempts -= 1
-            can_retry = True
-        if can_retry:
-            self._retry_later(job)
+            results, again = settle(lot, event.index, event, can_retry)
         else:
-            job.finish_all("deferred", reply, f"gave up after {job.attempts} attempts: {reason}")
+            charged = conn.charge_abort()
+            results, again = settle_aborted(lot, event.index, event, charged, can_retry)
+        batch = lot.batch
+        for result in results:
+            batch.finish(result)
+        if again is not None:
+            if again.attempts == lot.attempts:
+                self.put(again)  # cut off behind another transaction: go again now
+            else:
+                self._retry_later(again)
 
-    def _retry_later(self, job: Job) -> None:
-        self.stats.retries += len(job.recipients)
-        base = self.config.retry_base_delay * (2 ** max(0, job.attempts - 1))
+    def _retry_later(self, lot: Lot) -> None:
+        batch = lot.batch
+        if batch.cancelled is not None:
+            self._finish_untaken(lot, "failed", None, batch.cancelled)
+            return
+        if lot.recipients is not None:
+            self.stats.retries += len(lot.recipients)
+        base = self.config.retry_base_delay * (2 ** max(0, lot.attempts - 1))
         delay = min(self.config.retry_max_delay, base) * random.uniform(0.5, 1.0)
-        loop = asyncio.get_running_loop()
         handle: asyncio.TimerHandle
 
         def requeue() -> None:
             del self._retry_timers[handle]
-            self.put(job)
+            self.put(lot)
 
-        handle = loop.call_later(delay, requeue)
-        self._retry_timers[handle] = job
-
-    def fail_queued(self, reason: str, reply: SMTPReplyError | None = None) -> int:
-        """Give every queued message its final ``failed`` result (the server cannot be
-        used); returns how many recipients that was."""
-        items, self.queue = self.queue, deque()
-        self._queued = 0
-        self._jobs_ready.clear()
-        count = 0
-        for item in items:
-            for job in item.take_rest() if isinstance(item, Run) else (item,):
-                count += len(job.recipients)
-                if reply is not None:
-                    _finish_with_reply(job, reply, reason)
-                else:
-                    job.finish_all("failed", None, reason)
-        return count
+        handle = asyncio.get_running_loop().call_later(delay, requeue)
+        self._retry_timers[handle] = lot
 
     # -- workers ------------------------------------------------------------------------
 
@@ -195,7 +216,7 @@ class Pool:
         while self.queue and not self._closing:
             attempt += 1
             try:
-                conn = await Connection.open(config, self._settled)
+                conn = await Connection.open(config, self._on_events)
             except (TLSRequiredError, ssl.SSLError) as e:
                 # Security failures are final: never fall back to plaintext, never loop.
                 log.error("cannot use %s:%s: %s", config.host, config.port, e)
@@ -253,8 +274,8 @@ class Pool:
             if connecting:
                 self._connecting -= 1
 
-    async def _next_jobs(self, conn: Connection) -> bool:
-        """Wait until there are queued jobs; False when the connection should be retired
+    async def _next_work(self, conn: Connection) -> bool:
+        """Wait until there is queued work; False when the connection should be retired
         (closed, idle too long, or the pool is closing)."""
         if self.queue:
             return True
@@ -265,12 +286,12 @@ class Pool:
             while not self.queue:
                 if conn.closed or self._closing:
                     return False
-                self._jobs_ready.clear()
+                self._work_ready.clear()
                 if conn.in_flight:
-                    await _first_of(self._jobs_ready.wait(), conn.wait_settled())
+                    await _first_of(self._work_ready.wait(), conn.wait_settled())
                     continue
                 try:
-                    await asyncio.wait_for(self._jobs_ready.wait(), self.config.idle_timeout)
+                    await asyncio.wait_for(self._work_ready.wait(), self.config.idle_timeout)
                 except TimeoutError:
                     return False
             return True
@@ -282,57 +303,78 @@ class Pool:
         while not conn.closed and not self._closing:
             if conn.submitted >= config.max_messages_per_connection:
                 return
-            if not await self._next_jobs(conn):
+            if not await self._next_work(conn):
                 return
-            if not self.queue:
-                continue
             check_after = config.health_check_after
             if check_after is not None and conn.idle_for() > check_after:
                 if not await conn.check_alive():
                     self.stats.health_check_failures += 1
-                    return  # the jobs stay queued: this worker or another reconnects
+                    return  # the work stays queued: this worker or another reconnects
                 continue
             await conn.wait_capacity()
             if conn.closed:
                 return
             want = min(
-                conn.room(),
-                self._queued,
-                config.max_messages_per_connection - conn.submitted,
+                conn.room(), self._queued, config.max_messages_per_connection - conn.submitted
             )
             if want <= 0:
                 continue
             if self._bucket is not None:
                 want = await self._bucket.take(want)
-            submitted = conn.submitted
-            taken, refused = conn.submit_from(self.queue, want)
-            self._queued -= taken
-            for job, error in refused:
-                if isinstance(error, SMTPUTF8Required | InvalidMessage):
-                    job.finish_all("failed", None, str(error))
-                else:  # a bug, but the job still gets its one result
-                    log.error("fastsmtp could not submit a message", exc_info=error)
-                    job.finish_all("failed", None, f"internal error: {error!r}")
-            self.stats.messages_submitted += conn.submitted - submitted
-            conn.flush()
+            self._submit(conn, want)
+
+    def _submit(self, conn: Connection, want: int) -> None:
+        """Hand up to ``want`` queued messages to ``conn`` and write them."""
+        taken_all = 0
+        refused_all: list[tuple[Lot, int, Exception]] = []
+        # Closed while the caller waited (e.g. for the rate limit): the work stays queued.
+        while not conn.closed and taken_all < want and self.queue:
+            lot = self.queue[0]
+            taken, refused = lot.submit(conn.client, want - taken_all)
+            if not len(lot):
+                self.queue.popleft()
+            taken_all += taken
+            refused_all.extend((lot, position, error) for position, error in refused)
+        self._queued -= taken_all
+        submitted = taken_all - len(refused_all)
+        self.stats.messages_submitted += submitted
+        conn.submitted_now(submitted)
+        for lot, position, error in refused_all:
+            if isinstance(error, SMTPUTF8Required | InvalidMessage):
+                text = str(error)
+            else:  # a bug, but the message still gets its one result per recipient
+                log.error("fastsmtp could not submit a message", exc_info=error)
+                text = f"internal error: {error!r}"
+            envelope = lot.envelope(position)
+            _finish_envelope(lot.batch, envelope, "failed", None, text, lot.attempts + 1)
 
     async def close(self) -> None:
         """Stop the workers (after the queue is drained by the caller) and close sockets."""
         self._closing = True
         # Normally nothing is waiting here (the engine drains first); if the caller gave up
-        # waiting, every job still gets its one final result.
+        # waiting, every recipient still gets its one final result.
         self._drop_retries("deferred", "engine closed before the retry was due")
         self.fail_queued("engine closed before the message was sent")
         # Wake idle workers last: fail_queued clears the event, and a waiter whose wait has
         # not started yet would miss a set() that came before the clear.
-        self._jobs_ready.set()
+        self._work_ready.set()
         if self._workers:
             await asyncio.gather(*self._workers, return_exceptions=True)
 
 
-def _finish_with_reply(job: Job, error: SMTPReplyError, reason: str) -> None:
-    for i in range(len(job.recipients)):
-        job.done(job.result(i, "failed", error.code, error.enhanced_code, reason))
+def _finish_envelope(
+    batch: Batch,
+    envelope: Envelope,
+    status: Status,
+    reply: SMTPReplyError | None,
+    text: str,
+    attempts: int,
+) -> int:
+    """Give every recipient of ``envelope`` the same final result; returns how many."""
+    results = results_for(envelope, status, reply, text, attempts)
+    for result in results:
+        batch.finish(result)
+    return len(results)
 
 
 async def _first_of(*waits: Coroutine[Any, Any, Any]) -> None:

@@ -6,21 +6,24 @@ import asyncio
 
 
 class TokenBucket:
-    """Grants up to ``rate`` messages a second, with bursts of at most one second's worth.
+    """Grants ``rate`` messages a second, with bursts of at most ``burst``.
 
-    ``take(n)`` grants as many tokens as are available now (at least one, waiting for it if
-    need be), so a connection with room for 200 messages sends what the rate allows at once
-    instead of waiting for all 200.
+    It starts full and holds at most ``burst`` tokens, so over any window of ``w`` seconds
+    at most ``rate * w + burst`` messages are granted (a provider throttling on short
+    windows sees no more than that). ``take(n)`` grants as many tokens as are available
+    now (at least one, waiting for it if need be), so a connection with room for 200
+    messages sends what the rate allows at once instead of waiting for all 200.
     """
 
-    def __init__(self, rate: float) -> None:
+    def __init__(self, rate: float, burst: int = 1) -> None:
         self.rate = rate
-        self.capacity = max(1.0, rate)
+        self.capacity = float(max(1, burst))
         self.tokens = self.capacity
-        self.updated = asyncio.get_running_loop().time()
+        self._loop = asyncio.get_running_loop()
+        self.updated = self._loop.time()
 
     def _refill(self) -> None:
-        now = asyncio.get_running_loop().time()
+        now = self._loop.time()
         self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
         self.updated = now
 

@@ -656,7 +656,7 @@ class SendJob:
         if self.writer is None or self._give_up.is_set():
             return
         self.writer.write(result)
-        self.report.count(result.status)
+        self.report.count(result)
         self.statuses[result.status] += 1
 
     # Progress ------------------------------------------------------------------------------

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import msgspec
+from fastsmtp._models import Counts
 
 
-class Stats(msgspec.Struct, kw_only=True):
-    """Running totals since the engine started."""
+class Stats(Counts, kw_only=True):
+    """Running totals since the engine started: every final result (``Counts``) and the
+    connection-level events behind them."""
 
     connections_opened: int = 0
     connection_failures: int = 0
@@ -14,10 +15,6 @@ class Stats(msgspec.Struct, kw_only=True):
     """Idle connections that did not answer NOOP before reuse (replaced, nothing lost)."""
     messages_submitted: int = 0
     """Transactions handed to a server (retries included)."""
-    accepted: int = 0
-    rejected: int = 0
-    deferred: int = 0
-    failed: int = 0
     retries: int = 0
     bytes_sent: int = 0
     callback_errors: int = 0

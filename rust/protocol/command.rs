@@ -54,11 +54,26 @@ impl Address {
                 field(),
             ));
         }
-        if let Some(b) = address.bytes().find(|&b| !allowed(b)) {
-            return Err(Error::invalid(
-                format!("address contains a forbidden character {:?}", char::from(b)),
-                field(),
-            ));
+        // One pass: every octet allowed, and where the last "@" is.
+        let mut at = None;
+        for (i, b) in address.bytes().enumerate() {
+            if !allowed(b) {
+                return Err(Error::invalid(
+                    format!("address contains a forbidden character {:?}", char::from(b)),
+                    field(),
+                ));
+            }
+            if b == b'@' {
+                at = Some(i);
+            }
+        }
+        // RFC 5321 4.1.2: Mailbox = Local-part "@" ( Domain / address-literal )
+        let valid = match at {
+            Some(i) => i > 0 && i + 1 < address.len(),
+            None => address.is_empty(), // the null reverse-path, when allowed above
+        };
+        if !valid {
+            return Err(Error::invalid("not local-part@domain", field()));
         }
         Ok(Address(address.to_owned()))
     }
@@ -337,8 +352,12 @@ mod tests {
         }
         assert!(Address::sender("", "sender").is_ok());
         assert!(Address::sender("a\r\n@b", "sender").is_err());
-        assert!(Address::recipient(&"a".repeat(254), "to").is_ok());
-        assert!(Address::recipient(&"a".repeat(255), "to").is_err());
+        let longest = format!("{}@b", "a".repeat(252));
+        assert!(Address::recipient(&longest, "to").is_ok());
+        assert!(Address::recipient(&format!("a{longest}"), "to").is_err());
+        for bad in ["no-at-sign", "@b", "a@", "@"] {
+            assert!(Address::recipient(bad, "to").is_err(), "accepted {bad:?}");
+        }
         for bad in ["", "a b", "a\r\nb", "é.example", &"a".repeat(256)] {
             assert!(Domain::new(bad).is_err(), "accepted {bad:?}");
         }

@@ -1,19 +1,56 @@
 //! [`ClientConnection`]: the sans-IO SMTP client, one per TCP connection.
 //!
 //! The caller feeds server bytes to [`receive_data`](ClientConnection::receive_data), gets
-//! [`Event`]s back, and writes whatever [`data_to_send`](ClientConnection::data_to_send)
-//! returns. Every command written appends an [`Expect`] to a queue; replies arrive in
+//! [`Event`]s back, and writes whatever [`take_data_to_send`](ClientConnection::take_data_to_send)
+//! hands it. Every command written appends an [`Expect`] to a queue; replies arrive in
 //! command order (RFC 2920 3.1), so the front of the queue always says which command,
 //! transaction and recipient a reply answers.
 //!
+//! # Tags
+//! Each transaction is submitted with the caller's tag (`T`: in the Python binding, the
+//! batch it belongs to and the message's index) and comes back in exactly one event that
+//! carries it: [`Event::TransactionResult`], [`Event::TransactionAborted`], or, for a
+//! transaction submitted `count_only` whose every recipient was accepted,
+//! [`Event::Accepted`], which counts consecutive such transactions of one batch together
+//! (see [`Tag::same_batch`]) so a caller that only counts makes no object per message.
+//!
 //! # Framing
 //! Chosen from the EHLO capabilities:
-//! * **CHUNKING + PIPELINING**: `MAIL`, `RCPT`..., `BDAT <n> LAST` + the raw body of every
-//!   submitted transaction are written at once, back to back, without waiting for any reply.
+//! * **CHUNKING + PIPELINING**: `MAIL`, `RCPT`..., then `BDAT <n> LAST` + the raw body.
+//!   With the default `data_window` of 1, a `BDAT LAST` goes out once every earlier command
+//!   is answered, together with the next transaction's `MAIL` and `RCPT`s: one round trip
+//!   per message, as with DATA (whose 354 is the same synchronisation point), at most one
+//!   message in doubt if the connection breaks, and no body sent for a transaction whose
+//!   recipients were all refused. A larger window pipelines up to that many `BDAT LAST`s
+//!   without waiting (fewer round trips; more messages in doubt when a connection breaks).
 //! * **PIPELINING**: `MAIL`+`RCPT`...+`DATA` as one group; after the 354 the dot-stuffed
 //!   body, `.` and the next transaction's group go out in one write. When DATA is refused
 //!   nothing of the body is sent.
 //! * **neither** (CHUNKING alone included): lock-step, one command, then its reply.
+//!
+//! # Never a false "accepted"
+//! A recipient is accepted only when its `RCPT` and its transaction's end of data (`.` or
+//! `BDAT ... LAST`) were answered 2xx ([`Outcome::verdict`]). Because a pipelined reply is
+//! matched to its command only by position, a server that sends one reply too many (or
+//! too few) would shift every later reply onto the wrong command; so a reply the command
+//! it lands on cannot have is a protocol error of the server, which ends the connection:
+//! * a reply of the wrong class: anything but 354 / 4xx / 5xx to `DATA`; 3xx to `MAIL`,
+//!   `RCPT`, `RSET`, `NOOP` or an end of data;
+//! * a 2xx to an end of data whose enhanced status code is an addressing one (`2.1.x`,
+//!   RFC 3463 3.2: the reply to a `MAIL` or `RCPT`, out of step);
+//! * a reply when no command is waiting, or before the command it would answer was handed
+//!   out by [`take_data_to_send`](ClientConnection::take_data_to_send) (a server cannot
+//!   answer what it has not received).
+//!
+//! Transactions not yet resolved are then aborted, each saying whether its end of data
+//! had gone out (the caller reports those in doubt and sends the others again).
+//!
+//! # Reply deadlines
+//! The core has no clock: the caller passes its time to `take_data_to_send`, which stamps
+//! the commands handed out, and [`oldest_unanswered`](ClientConnection::oldest_unanswered)
+//! tells when the oldest command still waiting for its reply was sent. A reply must be
+//! complete within the caller's timeout of that moment; bytes trickling in do not extend
+//! it.
 //!
 //! # RSET and the "nested MAIL" trap
 //! RFC 5321 leaves the transaction open when DATA is refused, and Postfix (3.7, checked in
@@ -35,21 +72,20 @@
 //! send it twice.
 //!
 //! # Ending
-//! EOF, a 421 in place of any reply (or when none is expected), or a malformed reply ends
-//! the connection: every unresolved transaction gets a [`Event::TransactionAborted`] saying
-//! whether its end of data had been handed out by `data_to_send` (the server may have
-//! accepted it), then one [`Event::Closed`]. A protocol error is sticky.
+//! EOF, a 421 in place of any reply (or when none is expected), or a protocol error ends
+//! the connection: every unresolved transaction gets a [`Event::TransactionAborted`], then
+//! one [`Event::Closed`]. A protocol error is sticky.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
 
 use super::auth::{AuthExchange, Mechanism};
 use super::capabilities::Capabilities;
-use super::command::{self, Address, Domain, MailParams};
-use super::dotstuff::{self, DotStuffer, WireStuffer};
+use super::command::{self, Domain, MailParams};
 use super::error::{Error, Result};
+use super::output::Output;
 use super::reply::{Reply, ReplyParser};
 use super::state::{self, Input, State};
+pub use super::transaction::{Body, MessageBytes, Transaction};
 
 /// Closed/aborted reason: the reply to QUIT arrived.
 pub const REASON_QUIT: &str = "quit";
@@ -60,181 +96,95 @@ pub const REASON_421: &str = "421";
 /// Closed/aborted reason prefix: the server broke the protocol.
 pub const REASON_PROTOCOL_ERROR: &str = "protocol error";
 
-/// The bytes of a message, possibly in several chunks (a MIME message shares its big
-/// parts between messages instead of joining them).
-pub trait MessageBytes: Send + Sync {
-    /// Total size in octets.
-    fn len(&self) -> usize;
-    /// True when there are no bytes.
-    fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-    /// Call `f` with each chunk, in order.
-    fn for_each_chunk(&self, f: &mut dyn FnMut(&[u8]));
+/// What a caller attaches to each transaction.
+pub trait Tag {
+    /// True when `self` and `other` belong to the same batch, so that count-only
+    /// acceptances of both may be reported in one [`Event::Accepted`].
+    fn same_batch(&self, other: &Self) -> bool;
 }
 
-/// One contiguous buffer as [`MessageBytes`].
-struct Flat<T>(T);
-
-impl<T: AsRef<[u8]> + Send + Sync> MessageBytes for Flat<T> {
-    fn len(&self) -> usize {
-        self.0.as_ref().len()
-    }
-    fn for_each_chunk(&self, f: &mut dyn FnMut(&[u8])) {
-        f(self.0.as_ref())
+/// Plain numbers as tags (tests, simple callers): equal numbers are one batch.
+impl Tag for u64 {
+    fn same_batch(&self, other: &Self) -> bool {
+        self == other
     }
 }
 
-/// A message body, shared without copying. Inside a [`Transaction`] it is always in wire
-/// form (CRLF line ends, ending with CRLF).
-#[derive(Clone)]
-pub struct Body(Arc<dyn MessageBytes>);
-
-impl Body {
-    /// Wrap any owned byte container (a `Vec<u8>`, an `Arc<[u8]>`...).
-    pub fn new<T: AsRef<[u8]> + Send + Sync + 'static>(bytes: T) -> Self {
-        Body(Arc::new(Flat(bytes)))
-    }
-
-    /// Wrap a chunked source, such as an assembled MIME message.
-    pub fn from_source(source: Arc<dyn MessageBytes>) -> Self {
-        Body(source)
-    }
-
-    /// Size in octets.
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    /// True when there are no bytes.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    /// Call `f` with each chunk, in order.
-    pub fn for_each_chunk(&self, mut f: impl FnMut(&[u8])) {
-        self.0.for_each_chunk(&mut f)
-    }
-
-    /// The bytes as one vector (copied).
-    pub fn to_vec(&self) -> Vec<u8> {
-        let mut v = Vec::with_capacity(self.len());
-        self.for_each_chunk(|c| v.extend_from_slice(c));
-        v
-    }
-
-    /// Already in wire form?
-    fn is_normalized(&self) -> bool {
-        let mut check = dotstuff::LineEndCheck::default();
-        self.for_each_chunk(|c| check.update(c));
-        check.finish()
-    }
-
-    /// A normalized copy.
-    fn normalized(&self) -> Body {
-        let mut out = Vec::with_capacity(self.len() + self.len() / 32 + 2);
-        let mut n = DotStuffer::normalizer();
-        self.for_each_chunk(|c| n.encode(c, &mut out));
-        n.finish(&mut out);
-        Body::new(out)
-    }
+/// Settings of a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Options {
+    /// A reply longer than this is a protocol error.
+    pub max_reply_bytes: usize,
+    /// With CHUNKING: at most this many ends of data (`BDAT ... LAST`) unanswered at once.
+    pub data_window: usize,
 }
 
-impl std::fmt::Debug for Body {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Body({} octets)", self.len())
-    }
-}
-
-/// One message to send: the envelope and the body.
-#[derive(Debug, Clone)]
-pub struct Transaction {
-    /// MAIL FROM (may be the null path).
-    pub sender: Address,
-    /// RCPT TO, at least one.
-    pub recipients: Vec<Address>,
-    /// The body, normalized (see [`dotstuff`]).
-    pub body: Body,
-    /// The message needs SMTPUTF8.
-    pub smtputf8: bool,
-    /// The body holds 8-bit data.
-    pub eight_bit: bool,
-}
-
-impl Transaction {
-    /// Validate the envelope and normalize the body's line ends (without copying when it is
-    /// already in wire form). `smtputf8` is also set when an address is not ASCII.
-    pub fn new<S: AsRef<str>>(
-        sender: &str,
-        recipients: &[S],
-        body: Body,
-        smtputf8: bool,
-        eight_bit: bool,
-    ) -> Result<Self> {
-        let body = if body.is_normalized() {
-            body
-        } else {
-            body.normalized()
-        };
-        Self::with_normalized_body(sender, recipients, body, smtputf8, eight_bit)
-    }
-
-    /// A transaction from a raw body: line ends normalized, `eight_bit` when any octet is
-    /// not ASCII.
-    pub fn from_raw<S: AsRef<str>>(sender: &str, recipients: &[S], body: &[u8]) -> Result<Self> {
-        let eight_bit = !body.is_ascii();
-        let body = match dotstuff::normalize(body) {
-            std::borrow::Cow::Borrowed(b) => Body::new(Arc::<[u8]>::from(b)),
-            std::borrow::Cow::Owned(v) => Body::new(v),
-        };
-        Self::with_normalized_body(sender, recipients, body, false, eight_bit)
-    }
-
-    /// A transaction whose body is already in wire form (only CRLF line ends, ending with
-    /// CRLF), as every assembled MIME message is: the body is not scanned again. The
-    /// envelope is still validated.
-    pub fn from_wire_form<S: AsRef<str>>(
-        sender: &str,
-        recipients: &[S],
-        body: Body,
-        smtputf8: bool,
-        eight_bit: bool,
-    ) -> Result<Self> {
-        debug_assert!(body.is_normalized(), "body not in wire form");
-        Self::with_normalized_body(sender, recipients, body, smtputf8, eight_bit)
-    }
-
-    fn with_normalized_body<S: AsRef<str>>(
-        sender: &str,
-        recipients: &[S],
-        body: Body,
-        smtputf8: bool,
-        eight_bit: bool,
-    ) -> Result<Self> {
-        let sender = Address::sender(sender, "sender")?;
-        if recipients.is_empty() {
-            return Err(Error::invalid("no recipients", "recipients"));
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            max_reply_bytes: 65536,
+            data_window: 1,
         }
-        let recipients = recipients
-            .iter()
-            .enumerate()
-            .map(|(i, r)| Address::parse(r.as_ref(), false, || format!("recipients[{i}]")))
-            .collect::<Result<Vec<_>>>()?;
-        let smtputf8 =
-            smtputf8 || sender.needs_smtputf8() || recipients.iter().any(Address::needs_smtputf8);
-        Ok(Transaction {
-            sender,
-            recipients,
-            body,
-            smtputf8,
-            eight_bit,
-        })
+    }
+}
+
+/// The replies of one resolved transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// Reply to MAIL.
+    pub mail_reply: Reply,
+    /// Replies to RCPT, in submit order (`None` if never sent).
+    pub rcpt_replies: Vec<Option<Reply>>,
+    /// Reply to the end of data, or to a refused DATA; `None` without a data phase.
+    pub data_reply: Option<Reply>,
+    /// The end of data was answered 2xx: the server took the message.
+    pub delivered: bool,
+}
+
+/// What decided one recipient of a resolved transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict<'a> {
+    /// RCPT and the end of data were answered 2xx (the end-of-data reply).
+    Accepted(&'a Reply),
+    /// MAIL, RCPT, DATA or the end of data was refused (4xx or 5xx: that reply).
+    Refused(&'a Reply),
+    /// No reply decided it (nothing was refused, yet no end of data was answered).
+    Unanswered,
+}
+
+impl Outcome {
+    /// The verdict for recipient `i`: the first refusal among MAIL, its RCPT and the data
+    /// phase, else acceptance by the end of data's 2xx.
+    pub fn verdict(&self, i: usize) -> Verdict<'_> {
+        if !self.mail_reply.is_completion() {
+            return Verdict::Refused(&self.mail_reply);
+        }
+        match self.rcpt_replies.get(i) {
+            Some(Some(r)) if !r.is_completion() => return Verdict::Refused(r),
+            Some(Some(_)) => {}
+            _ => return Verdict::Unanswered,
+        }
+        match &self.data_reply {
+            Some(r) if self.delivered => Verdict::Accepted(r),
+            Some(r) if !r.is_completion() => Verdict::Refused(r),
+            _ => Verdict::Unanswered,
+        }
+    }
+
+    /// Every recipient accepted.
+    pub fn all_accepted(&self) -> bool {
+        self.delivered
+            && self.mail_reply.is_completion()
+            && self
+                .rcpt_replies
+                .iter()
+                .all(|r| r.as_ref().is_some_and(Reply::is_completion))
     }
 }
 
 /// What the connection reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Event {
+pub enum Event<T> {
     /// Greeting and EHLO/HELO done (again after STARTTLS).
     Ready {
         /// The 220 greeting.
@@ -255,22 +205,27 @@ pub enum Event {
         /// The refusal.
         reply: Reply,
     },
-    /// The outcome of one transaction.
+    /// Count-only transactions of one batch, every recipient accepted.
+    Accepted {
+        /// The tag of the first of them.
+        tag: T,
+        /// How many transactions.
+        transactions: usize,
+        /// How many recipients in all.
+        recipients: usize,
+    },
+    /// The outcome of one transaction (not all accepted, or not submitted count-only).
     TransactionResult {
-        /// The caller's id.
-        txn_id: u64,
-        /// Reply to MAIL.
-        mail_reply: Reply,
-        /// Replies to RCPT, in submit order (`None` if never sent).
-        rcpt_replies: Vec<Option<Reply>>,
-        /// Reply to the end of data, or to a refused DATA; `None` without a data phase.
-        data_reply: Option<Reply>,
+        /// The caller's tag.
+        tag: T,
+        /// The replies.
+        outcome: Outcome,
     },
     /// The connection ended before this transaction was resolved.
     TransactionAborted {
-        /// The caller's id.
-        txn_id: u64,
-        /// The final `.` / `BDAT LAST` had been handed out by `data_to_send`.
+        /// The caller's tag.
+        tag: T,
+        /// The final `.` / `BDAT LAST` had been handed out: the server may have the message.
         end_of_data_sent: bool,
         /// Why (see the `REASON_*` constants).
         reason: String,
@@ -321,8 +276,53 @@ pub enum Kind {
     Quit,
 }
 
+impl Kind {
+    /// How a person would name the command (in timeout and protocol error texts).
+    pub fn command(self) -> &'static str {
+        match self {
+            Kind::Greeting => "the greeting",
+            Kind::Ehlo => "EHLO",
+            Kind::Helo => "HELO",
+            Kind::StartTls => "STARTTLS",
+            Kind::Auth => "AUTH",
+            Kind::Mail => "MAIL FROM",
+            Kind::Rcpt => "RCPT TO",
+            Kind::Data => "DATA",
+            Kind::DataEnd => "the end of data",
+            Kind::Bdat => "BDAT LAST",
+            Kind::Rset => "RSET",
+            Kind::Noop => "NOOP",
+            Kind::Quit => "QUIT",
+        }
+    }
+
+    fn ends_data(self) -> bool {
+        matches!(self, Kind::DataEnd | Kind::Bdat)
+    }
+}
+
+/// Why `reply` cannot be the answer to a `kind` command, if it cannot (see the module
+/// documentation, "Never a false accepted"). Session commands are judged by the state
+/// table instead.
+fn misplaced(kind: Kind, reply: &Reply) -> Option<String> {
+    let class = reply.code / 100;
+    let fits = match kind {
+        // RFC 5321 4.3.2: MAIL, RCPT, RSET, NOOP: 2xx, 4xx, 5xx only.
+        Kind::Mail | Kind::Rcpt | Kind::Rset | Kind::Noop => class != 3,
+        // DATA: I: 354 -> data; E: 4xx, 5xx. A 2xx means no body will be read.
+        Kind::Data => reply.code == 354 || class >= 4,
+        // The end of data: 2xx, 4xx, 5xx; and a 2xx must not carry the addressing status
+        // (RFC 3463 3.2, X.1.XXX) of a reply to MAIL or RCPT.
+        Kind::DataEnd | Kind::Bdat => {
+            class != 3 && !(class == 2 && reply.enhanced.is_some_and(|e| e.subject == 1))
+        }
+        _ => true,
+    };
+    (!fits).then(|| format!("reply \"{reply}\" to {}", kind.command()))
+}
+
 /// One entry of the expected-reply queue.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Expect {
     /// The command answered.
     pub kind: Kind,
@@ -330,31 +330,28 @@ pub struct Expect {
     pub seq: u64,
     /// The recipient index for [`Kind::Rcpt`].
     pub rcpt: u32,
-}
-
-impl Expect {
-    fn session(kind: Kind) -> Self {
-        Expect {
-            kind,
-            seq: 0,
-            rcpt: 0,
-        }
-    }
+    /// The output offset just past the command: it is sent once that much is handed out.
+    pub end: u64,
+    /// When it was handed out (the caller's clock), once it was.
+    pub sent_at: Option<f64>,
 }
 
 /// A submitted transaction and what has been learnt about it.
 #[derive(Debug)]
-struct Txn {
-    txn_id: u64,
-    /// Order of writing (0 while only pending); eod bookkeeping compares these.
+struct Txn<T> {
+    tag: T,
+    count_only: bool,
+    /// Order of writing (0 while only pending).
     seq: u64,
     tx: Transaction,
     mail_reply: Option<Reply>,
     rcpt_replies: Vec<Option<Reply>>,
     data_reply: Option<Reply>,
     accepted: usize,
-    /// The `.`/`BDAT LAST` was written to the output buffer.
-    eod_written: bool,
+    /// MAIL and RCPTs are written; the data phase waits for the data window.
+    data_held: bool,
+    /// Output offset just past its `.`/`BDAT LAST`, once framed.
+    eod_end: Option<u64>,
     /// The end-of-data (or BDAT LAST) reply arrived: the server's transaction is over.
     data_ended: bool,
     /// MAIL got 503: the server may still have been inside an earlier transaction.
@@ -363,85 +360,93 @@ struct Txn {
     retried: bool,
 }
 
-impl Txn {
-    fn new(txn_id: u64, tx: Transaction) -> Self {
+impl<T> Txn<T> {
+    fn new(tag: T, count_only: bool, tx: Transaction) -> Self {
         let n = tx.recipients.len();
         Txn {
-            txn_id,
+            tag,
+            count_only,
             seq: 0,
             tx,
             mail_reply: None,
             rcpt_replies: vec![None; n],
             data_reply: None,
             accepted: 0,
-            eod_written: false,
+            data_held: false,
+            eod_end: None,
             data_ended: false,
             nested: false,
             retried: false,
         }
     }
 
-    fn reset_for_retry(&mut self) {
-        let n = self.tx.recipients.len();
-        *self = Txn {
+    fn reset_for_retry(self) -> Self {
+        Txn {
             retried: true,
-            ..Txn::new(self.txn_id, self.tx.clone())
-        };
-        debug_assert_eq!(self.rcpt_replies.len(), n);
+            ..Txn::new(self.tag, self.count_only, self.tx)
+        }
     }
 }
 
 /// The sans-IO SMTP client connection; see the module documentation.
 #[derive(Debug)]
-pub struct ClientConnection {
+pub struct ClientConnection<T> {
     state: State,
+    options: Options,
     local: Domain,
     parser: ReplyParser,
-    out: Vec<u8>,
+    out: Output,
     greeting: Option<Reply>,
     caps: Option<Capabilities>,
     tls_active: bool,
     expected: VecDeque<Expect>,
     /// Submitted, nothing written yet.
-    pending: VecDeque<Txn>,
+    pending: VecDeque<Txn<T>>,
     /// Commands written; the front is the one replies are for.
-    active: VecDeque<Txn>,
+    active: VecDeque<Txn<T>>,
     /// A DATA is outstanding: nothing may be written before its 354 (RFC 2920 3.1).
     awaiting_data: bool,
+    /// Ends of data written whose reply has not come.
+    eods_unanswered: usize,
     needs_rset: bool,
     quit_requested: bool,
     quit_sent: bool,
     auth: Option<AuthExchange>,
     next_seq: u64,
-    /// Highest seq whose end of data is in `out` / has been handed out.
-    eod_written_upto: u64,
-    eod_sent_upto: u64,
     bytes_in_flight: usize,
 }
 
-impl ClientConnection {
-    /// A connection that will greet as `local_hostname`, refusing replies over
-    /// `max_reply_bytes`.
-    pub fn new(local_hostname: &str, max_reply_bytes: usize) -> Result<Self> {
+impl<T: Tag> ClientConnection<T> {
+    /// A connection that will greet as `local_hostname`.
+    pub fn new(local_hostname: &str, options: Options) -> Result<Self> {
+        if options.data_window == 0 {
+            return Err(Error::local("data_window must be at least 1"));
+        }
         Ok(ClientConnection {
             state: State::Greeting,
+            options,
             local: Domain::new(local_hostname)?,
-            parser: ReplyParser::new(max_reply_bytes),
-            out: Vec::new(),
+            parser: ReplyParser::new(options.max_reply_bytes),
+            out: Output::default(),
             greeting: None,
             caps: None,
             tls_active: false,
-            expected: VecDeque::from([Expect::session(Kind::Greeting)]),
+            expected: VecDeque::from([Expect {
+                kind: Kind::Greeting,
+                seq: 0,
+                rcpt: 0,
+                end: 0,
+                sent_at: None,
+            }]),
             pending: VecDeque::new(),
             active: VecDeque::new(),
             awaiting_data: false,
+            eods_unanswered: 0,
             needs_rset: false,
             quit_requested: false,
             quit_sent: false,
             auth: None,
             next_seq: 1,
-            eod_written_upto: 0,
-            eod_sent_upto: 0,
             bytes_in_flight: 0,
         })
     }
@@ -451,6 +456,11 @@ impl ClientConnection {
     /// The session state.
     pub fn state(&self) -> State {
         self.state
+    }
+
+    /// The settings.
+    pub fn options(&self) -> Options {
+        self.options
     }
 
     /// The capabilities of the last EHLO/HELO (`None` before, and right after STARTTLS).
@@ -473,6 +483,16 @@ impl ClientConnection {
         self.bytes_in_flight
     }
 
+    /// Octets handed out by `take_data_to_send` since the connection began.
+    pub fn bytes_sent(&self) -> u64 {
+        self.out.handed()
+    }
+
+    /// True when framed bytes wait to be taken.
+    pub fn has_data_to_send(&self) -> bool {
+        !self.out.is_empty()
+    }
+
     /// Ready for submit/auth/starttls.
     pub fn is_ready(&self) -> bool {
         self.state == State::Ready && !self.quit_requested
@@ -486,6 +506,30 @@ impl ClientConnection {
     /// The replies still expected, in order (for tests and debugging).
     pub fn expected(&self) -> impl Iterator<Item = &Expect> {
         self.expected.iter()
+    }
+
+    /// The oldest command still waiting for its reply, and when it was handed out (by
+    /// the caller's clock): its reply is late once the caller's timeout has passed since.
+    /// `None` when nothing that was sent waits for a reply.
+    pub fn oldest_unanswered(&self) -> Option<(Kind, f64)> {
+        let front = self.expected.front()?;
+        Some((front.kind, front.sent_at?))
+    }
+
+    /// The tags of every transaction in flight (for a garbage collector that must see
+    /// what the tags reference).
+    pub fn tags(&self) -> impl Iterator<Item = &T> {
+        self.active.iter().chain(&self.pending).map(|t| &t.tag)
+    }
+
+    /// Drop every transaction in flight without reporting it and close: for tearing down
+    /// a connection whose caller is gone (the garbage collector breaking a cycle).
+    pub fn forget(&mut self) {
+        self.active.clear();
+        self.pending.clear();
+        self.expected.clear();
+        self.out.clear();
+        self.state = State::Closed;
     }
 
     fn idle(&self) -> bool {
@@ -502,28 +546,59 @@ impl ClientConnection {
 
     // ---- output -------------------------------------------------------------------------
 
-    /// Hand the bytes to write to `f` (possibly empty), then drain them. From here on the
-    /// ends of data they contain count as sent.
-    pub fn with_data_to_send<R>(&mut self, f: impl FnOnce(&[u8]) -> R) -> R {
-        let r = f(&self.out);
-        self.eod_sent_upto = self.eod_written_upto;
-        self.out.clear();
-        if self.out.capacity() > (4 << 20) {
-            self.out.shrink_to(64 << 10);
+    /// Hand the next bytes to write to `f` (possibly empty), then count them as sent at
+    /// `now` (the caller's clock, for reply deadlines). Everything framed comes out in one
+    /// call, except that a large body comes out a piece at a time: call again while
+    /// [`has_data_to_send`](Self::has_data_to_send) (when the transport takes more).
+    pub fn take_data_to_send<R>(&mut self, now: f64, f: impl FnOnce(&[u8]) -> R) -> R {
+        let r = self.out.take(f);
+        let handed = self.out.handed();
+        // Stamp what just went out; the stamped ones are at the front, so walk back from
+        // the end only over unstamped entries.
+        let unstamped = self
+            .expected
+            .iter()
+            .rev()
+            .take_while(|e| e.sent_at.is_none())
+            .count();
+        let from = self.expected.len() - unstamped;
+        for e in self.expected.range_mut(from..) {
+            if e.end > handed {
+                break;
+            }
+            e.sent_at = Some(now);
         }
         r
     }
 
-    /// The bytes to write now, drained.
+    /// The bytes to write now (all of them), drained; for tests and simple callers.
     pub fn data_to_send(&mut self) -> Vec<u8> {
-        self.with_data_to_send(<[u8]>::to_vec)
+        let mut all = Vec::new();
+        loop {
+            let piece = self.take_data_to_send(0.0, <[u8]>::to_vec);
+            if piece.is_empty() {
+                return all;
+            }
+            all.extend(piece);
+        }
+    }
+
+    fn expect(&mut self, kind: Kind, seq: u64, rcpt: u32) {
+        self.expected.push_back(Expect {
+            kind,
+            seq,
+            rcpt,
+            end: self.out.framed(),
+            sent_at: None,
+        });
     }
 
     // ---- user calls ---------------------------------------------------------------------
 
     /// Queue one transaction (only when ready). Checks SMTPUTF8 and SIZE against the
-    /// server's capabilities before anything is queued.
-    pub fn submit(&mut self, txn_id: u64, tx: Transaction) -> Result<()> {
+    /// server's capabilities before anything is queued. With `count_only`, a transaction
+    /// whose every recipient is accepted is reported only in an [`Event::Accepted`] count.
+    pub fn submit(&mut self, tag: T, tx: Transaction, count_only: bool) -> Result<()> {
         self.check_live()?;
         if self.state != State::Ready {
             return Err(Error::local(format!(
@@ -553,7 +628,7 @@ impl ClientConnection {
             }
         }
         self.bytes_in_flight += size;
-        self.pending.push_back(Txn::new(txn_id, tx));
+        self.pending.push_back(Txn::new(tag, count_only, tx));
         self.pump();
         Ok(())
     }
@@ -571,8 +646,8 @@ impl ClientConnection {
             return Err(Error::local("the server does not offer STARTTLS"));
         }
         self.transition(Input::StartTlsCalled)?;
-        command::starttls(&mut self.out);
-        self.expected.push_back(Expect::session(Kind::StartTls));
+        self.out.write(command::starttls);
+        self.expect(Kind::StartTls, 0, 0);
         Ok(())
     }
 
@@ -584,8 +659,8 @@ impl ClientConnection {
         if self.state != State::Ready || !self.idle() || self.quit_requested {
             return Err(Error::local("noop() needs a ready, idle connection"));
         }
-        command::noop(&mut self.out);
-        self.expected.push_back(Expect::session(Kind::Noop));
+        self.out.write(command::noop);
+        self.expect(Kind::Noop, 0, 0);
         Ok(())
     }
 
@@ -601,8 +676,9 @@ impl ClientConnection {
         self.tls_active = true;
         self.caps = None;
         self.parser.clear();
-        command::ehlo(&mut self.out, &self.local);
-        self.expected.push_back(Expect::session(Kind::Ehlo));
+        let local = &self.local;
+        self.out.write(|o| command::ehlo(o, local));
+        self.expect(Kind::Ehlo, 0, 0);
         Ok(())
     }
 
@@ -638,9 +714,9 @@ impl ClientConnection {
         }
         let mut exchange = AuthExchange::new(mech, username, secret)?;
         self.transition(Input::AuthCalled)?;
-        exchange.start(&mut self.out);
+        self.out.write(|o| exchange.start(o));
         self.auth = Some(exchange);
-        self.expected.push_back(Expect::session(Kind::Auth));
+        self.expect(Kind::Auth, 0, 0);
         Ok(())
     }
 
@@ -663,7 +739,7 @@ impl ClientConnection {
 
     /// Feed bytes from the server (`b""` = the server closed the connection). Never fails:
     /// a misbehaving server ends the connection with events.
-    pub fn receive_data(&mut self, data: &[u8]) -> Vec<Event> {
+    pub fn receive_data(&mut self, data: &[u8]) -> Vec<Event<T>> {
         // Room for the usual read's events (a transaction result or two) without growing.
         let mut events = Vec::with_capacity(4);
         if !state::is_live(self.state) {
@@ -696,9 +772,20 @@ impl ClientConnection {
         events
     }
 
+    /// The connection ends now for a reason of the caller's (a reply deadline passed, the
+    /// transport failed): every unresolved transaction is aborted with `reason`, then
+    /// [`Event::Closed`].
+    pub fn abort(&mut self, reason: &str) -> Vec<Event<T>> {
+        let mut events = Vec::new();
+        if state::is_live(self.state) {
+            self.end(reason.into(), None, None, &mut events);
+        }
+        events
+    }
+
     /// End the connection because of a bug of ours (used by the bindings if a panic was
     /// caught): every transaction is aborted and the state becomes the error state.
-    pub fn internal_error(&mut self, message: &str) -> Vec<Event> {
+    pub fn internal_error(&mut self, message: &str) -> Vec<Event<T>> {
         let mut events = Vec::new();
         if state::is_live(self.state) {
             self.protocol_error(format!("internal error: {message}"), &mut events);
@@ -722,7 +809,7 @@ impl ClientConnection {
         }
     }
 
-    fn protocol_error(&mut self, message: String, events: &mut Vec<Event>) {
+    fn protocol_error(&mut self, message: String, events: &mut Vec<Event<T>>) {
         let reason = format!("{REASON_PROTOCOL_ERROR}: {message}");
         self.end(reason, None, Some(message), events);
     }
@@ -733,12 +820,13 @@ impl ClientConnection {
         reason: String,
         reply: Option<Reply>,
         error: Option<String>,
-        events: &mut Vec<Event>,
+        events: &mut Vec<Event<T>>,
     ) {
+        let handed = self.out.handed();
         for txn in self.active.drain(..).chain(self.pending.drain(..)) {
             events.push(Event::TransactionAborted {
-                txn_id: txn.txn_id,
-                end_of_data_sent: txn.eod_written && txn.seq <= self.eod_sent_upto,
+                tag: txn.tag,
+                end_of_data_sent: txn.eod_end.is_some_and(|end| end <= handed),
                 reason: reason.clone(),
                 reply: reply.clone(),
             });
@@ -759,9 +847,10 @@ impl ClientConnection {
         self.parser.clear();
         self.auth = None;
         self.bytes_in_flight = 0;
+        self.eods_unanswered = 0;
     }
 
-    fn handle_reply(&mut self, reply: Reply, events: &mut Vec<Event>) {
+    fn handle_reply(&mut self, reply: Reply, events: &mut Vec<Event<T>>) {
         let Some(exp) = self.expected.pop_front() else {
             if reply.code == 421 {
                 self.end(REASON_421.into(), Some(reply), None, events);
@@ -770,9 +859,23 @@ impl ClientConnection {
             }
             return;
         };
+        if exp.end > self.out.handed() {
+            // The server answered a command it cannot have received: a surplus reply
+            // earlier in the stream shifted this one onto the wrong command.
+            let message = format!(
+                "reply \"{reply}\" before {} was sent (replies out of step)",
+                exp.kind.command()
+            );
+            self.protocol_error(message, events);
+            return;
+        }
         if reply.code == 421 && exp.kind != Kind::Quit {
             // RFC 5321 3.8: the server is shutting the connection down, whatever we asked.
             self.end(REASON_421.into(), Some(reply), None, events);
+            return;
+        }
+        if let Some(message) = misplaced(exp.kind, &reply) {
+            self.protocol_error(message, events);
             return;
         }
         match exp.kind {
@@ -781,6 +884,11 @@ impl ClientConnection {
             }
             Kind::Mail | Kind::Rcpt | Kind::Data | Kind::DataEnd | Kind::Bdat => {
                 self.txn_reply(exp, reply, events)
+            }
+            Kind::Rset if !reply.is_completion() => {
+                // The server may still be inside the old transaction: nothing after it
+                // can be trusted to land in a fresh one.
+                self.protocol_error(format!("RSET refused: \"{reply}\""), events)
             }
             Kind::Rset => self.pump(),
             Kind::Noop => {
@@ -791,7 +899,7 @@ impl ClientConnection {
         }
     }
 
-    fn session_reply(&mut self, kind: Kind, reply: Reply, events: &mut Vec<Event>) {
+    fn session_reply(&mut self, kind: Kind, reply: Reply, events: &mut Vec<Event<T>>) {
         if let Err(e) = self.transition(state::reply_input(reply.code)) {
             self.protocol_error(e.to_string(), events);
             return;
@@ -799,12 +907,14 @@ impl ClientConnection {
         match (kind, self.state) {
             (Kind::Greeting, State::Ehlo) => {
                 self.greeting = Some(reply);
-                command::ehlo(&mut self.out, &self.local);
-                self.expected.push_back(Expect::session(Kind::Ehlo));
+                let local = &self.local;
+                self.out.write(|o| command::ehlo(o, local));
+                self.expect(Kind::Ehlo, 0, 0);
             }
             (Kind::Ehlo, State::Helo) => {
-                command::helo(&mut self.out, &self.local);
-                self.expected.push_back(Expect::session(Kind::Helo));
+                let local = &self.local;
+                self.out.write(|o| command::helo(o, local));
+                self.expect(Kind::Helo, 0, 0);
             }
             (Kind::Ehlo | Kind::Helo, State::Ready) => {
                 let caps = if kind == Kind::Ehlo {
@@ -827,8 +937,8 @@ impl ClientConnection {
             }
             (Kind::Auth, State::Auth) => match self.auth.as_mut() {
                 Some(exchange) => {
-                    exchange.respond(&reply.text, &mut self.out);
-                    self.expected.push_back(Expect::session(Kind::Auth));
+                    self.out.write(|o| exchange.respond(&reply.text, o));
+                    self.expect(Kind::Auth, 0, 0);
                 }
                 None => self.protocol_error("AUTH challenge without an exchange".into(), events),
             },
@@ -867,8 +977,11 @@ impl ClientConnection {
         self.caps.as_ref().is_some_and(|c| c.chunking)
     }
 
-    fn txn_reply(&mut self, exp: Expect, reply: Reply, events: &mut Vec<Event>) {
+    fn txn_reply(&mut self, exp: Expect, reply: Reply, events: &mut Vec<Event<T>>) {
         let lockstep = self.lockstep();
+        if exp.kind.ends_data() {
+            self.eods_unanswered = self.eods_unanswered.saturating_sub(1);
+        }
         let Some(txn) = self.active.front_mut().filter(|t| t.seq == exp.seq) else {
             self.protocol_error(format!("reply for unknown transaction {}", exp.seq), events);
             return;
@@ -881,12 +994,9 @@ impl ClientConnection {
                 if lockstep {
                     match txn.tx.recipients.first() {
                         Some(first) if ok => {
-                            command::rcpt(&mut self.out, first);
-                            self.expected.push_back(Expect {
-                                kind: Kind::Rcpt,
-                                seq: exp.seq,
-                                rcpt: 0,
-                            });
+                            let first = first.clone();
+                            self.out.write(|o| command::rcpt(o, &first));
+                            self.expect(Kind::Rcpt, exp.seq, 0);
                         }
                         _ => self.resolve_front(events),
                     }
@@ -900,15 +1010,20 @@ impl ClientConnection {
                 if let Some(slot) = txn.rcpt_replies.get_mut(i) {
                     *slot = Some(reply);
                 }
+                if txn.data_held && self.expected.is_empty() {
+                    // Its last reply: with a data window of 1 the BDAT LAST waited for it.
+                    if txn.accepted == 0 {
+                        self.resolve_front(events);
+                    } else {
+                        self.pump();
+                    }
+                    return;
+                }
                 if lockstep {
                     if let Some(next) = txn.tx.recipients.get(i + 1) {
-                        command::rcpt(&mut self.out, next);
-                        let rcpt = exp.rcpt + 1;
-                        self.expected.push_back(Expect {
-                            kind: Kind::Rcpt,
-                            seq: exp.seq,
-                            rcpt,
-                        });
+                        let next = next.clone();
+                        self.out.write(|o| command::rcpt(o, &next));
+                        self.expect(Kind::Rcpt, exp.seq, exp.rcpt + 1);
                     } else if txn.accepted > 0 {
                         self.write_data_phase();
                     } else {
@@ -922,23 +1037,16 @@ impl ClientConnection {
                     // RFC 2920 3.1: the body, its end and the next group in one write. With
                     // no recipient accepted (the server said 354 anyway) only the end of
                     // data is sent, which closes the data phase properly.
-                    if txn.accepted > 0 {
-                        let body = &txn.tx.body;
-                        let out = &mut self.out;
-                        out.reserve(body.len() + body.len() / 64 + 5);
-                        // Every transaction body is in wire form (see `Transaction::new`).
-                        let mut stuffer = WireStuffer::new();
-                        body.for_each_chunk(|c| stuffer.encode(c, out));
-                        stuffer.finish(out);
+                    let body = (txn.accepted > 0).then(|| txn.tx.body.clone());
+                    if let Some(body) = body {
+                        self.out.body(&body, true);
                     }
-                    command::end_of_data(&mut self.out);
-                    txn.eod_written = true;
-                    self.eod_written_upto = exp.seq;
-                    self.expected.push_back(Expect {
-                        kind: Kind::DataEnd,
-                        seq: exp.seq,
-                        rcpt: 0,
-                    });
+                    self.out.write(command::end_of_data);
+                    self.eods_unanswered += 1;
+                    if let Some(txn) = self.active.front_mut() {
+                        txn.eod_end = Some(self.out.framed());
+                    }
+                    self.expect(Kind::DataEnd, exp.seq, 0);
                     self.pump();
                 } else {
                     txn.data_reply = Some(reply);
@@ -955,8 +1063,8 @@ impl ClientConnection {
     }
 
     /// The front transaction is resolved: report it (or retry it once, see the module doc).
-    fn resolve_front(&mut self, events: &mut Vec<Event>) {
-        let Some(mut txn) = self.active.pop_front() else {
+    fn resolve_front(&mut self, events: &mut Vec<Event<T>>) {
+        let Some(txn) = self.active.pop_front() else {
             return;
         };
         let mail_ok = txn.mail_reply.as_ref().is_some_and(Reply::is_completion);
@@ -967,18 +1075,45 @@ impl ClientConnection {
         let delivered = txn.data_ended && txn.data_reply.as_ref().is_some_and(Reply::is_completion);
         if txn.nested && !txn.retried && !delivered {
             self.needs_rset = true;
-            txn.reset_for_retry();
-            self.pending.push_front(txn);
+            self.pending.push_front(txn.reset_for_retry());
         } else {
             self.bytes_in_flight = self.bytes_in_flight.saturating_sub(txn.tx.body.len());
-            events.push(Event::TransactionResult {
-                txn_id: txn.txn_id,
+            let outcome = Outcome {
                 mail_reply: txn.mail_reply.unwrap_or_else(|| Reply::new(0, "")),
                 rcpt_replies: txn.rcpt_replies,
                 data_reply: txn.data_reply,
-            });
+                delivered,
+            };
+            Self::report(txn.tag, txn.count_only, outcome, events);
         }
         self.pump();
+    }
+
+    /// The event for a resolved transaction; consecutive count-only acceptances of one
+    /// batch become one [`Event::Accepted`].
+    fn report(tag: T, count_only: bool, outcome: Outcome, events: &mut Vec<Event<T>>) {
+        if count_only && outcome.all_accepted() {
+            let n = outcome.rcpt_replies.len();
+            if let Some(Event::Accepted {
+                tag: first,
+                transactions,
+                recipients,
+            }) = events.last_mut()
+            {
+                if first.same_batch(&tag) {
+                    *transactions += 1;
+                    *recipients += n;
+                    return;
+                }
+            }
+            events.push(Event::Accepted {
+                tag,
+                transactions: 1,
+                recipients: n,
+            });
+        } else {
+            events.push(Event::TransactionResult { tag, outcome });
+        }
     }
 
     /// Write what may be written now.
@@ -988,14 +1123,22 @@ impl ClientConnection {
         }
         let lockstep = self.lockstep();
         let chunking = self.chunking();
+        if let Some(held) = self.active.back().filter(|t| t.data_held) {
+            // With a window of 1, a held transaction whose every RCPT was refused is
+            // resolved by its last RCPT reply, never given a body.
+            if !self.eod_allowed() || (self.options.data_window == 1 && held.accepted == 0) {
+                return;
+            }
+            self.write_data_phase();
+        }
         while !lockstep || self.expected.is_empty() {
             let Some(mut txn) = self.pending.pop_front() else {
                 break;
             };
             if self.needs_rset {
                 self.needs_rset = false;
-                command::rset(&mut self.out);
-                self.expected.push_back(Expect::session(Kind::Rset));
+                self.out.write(command::rset);
+                self.expect(Kind::Rset, 0, 0);
                 if lockstep {
                     self.pending.push_front(txn);
                     return;
@@ -1010,25 +1153,23 @@ impl ClientConnection {
                 eight_bit_mime: txn.tx.eight_bit && caps.is_some_and(|c| c.eight_bit_mime),
                 smtputf8: txn.tx.smtputf8,
             };
-            command::mail(&mut self.out, &txn.tx.sender, params);
-            self.expected.push_back(Expect {
-                kind: Kind::Mail,
-                seq,
-                rcpt: 0,
-            });
+            self.out.write(|o| command::mail(o, &txn.tx.sender, params));
+            self.expect(Kind::Mail, seq, 0);
             if lockstep {
                 self.active.push_back(txn);
                 return;
             }
             for (i, r) in txn.tx.recipients.iter().enumerate() {
-                command::rcpt(&mut self.out, r);
-                self.expected.push_back(Expect {
-                    kind: Kind::Rcpt,
-                    seq,
-                    rcpt: i as u32,
-                });
+                self.out.write(|o| command::rcpt(o, r));
+                self.expect(Kind::Rcpt, seq, i as u32);
             }
             self.active.push_back(txn);
+            if chunking && !self.eod_allowed() {
+                if let Some(txn) = self.active.back_mut() {
+                    txn.data_held = true;
+                }
+                return;
+            }
             self.write_data_phase();
             if !chunking {
                 return; // wait for the 354
@@ -1037,10 +1178,21 @@ impl ClientConnection {
         if self.quit_requested
             && self.pending.is_empty()
             && !self.awaiting_data
+            && !self.active.back().is_some_and(|t| t.data_held)
             && (!lockstep || self.expected.is_empty())
         {
             self.write_quit();
         }
+    }
+
+    /// May a `BDAT LAST` be written now? At most `data_window` may be unanswered, and
+    /// with a window of 1 only once every earlier command is answered: the transaction's
+    /// own `MAIL` and `RCPT` replies are then known (no body for a transaction without an
+    /// accepted recipient), and a surplus reply from the server lands on a command not yet
+    /// sent, where it is caught, instead of on the end of data.
+    fn eod_allowed(&self) -> bool {
+        self.eods_unanswered < self.options.data_window
+            && (self.options.data_window > 1 || self.expected.is_empty())
     }
 
     /// DATA, or BDAT LAST with the body, for the last written transaction.
@@ -1049,34 +1201,29 @@ impl ClientConnection {
         let Some(txn) = self.active.back_mut() else {
             return;
         };
+        txn.data_held = false;
+        let seq = txn.seq;
         if chunking {
-            let out = &mut self.out;
-            out.reserve(txn.tx.body.len() + 32);
-            command::bdat_last(out, txn.tx.body.len());
-            txn.tx.body.for_each_chunk(|c| out.extend_from_slice(c));
-            txn.eod_written = true;
-            self.eod_written_upto = txn.seq;
-            self.expected.push_back(Expect {
-                kind: Kind::Bdat,
-                seq: txn.seq,
-                rcpt: 0,
-            });
+            let body = txn.tx.body.clone();
+            self.out.write(|o| command::bdat_last(o, body.len()));
+            self.out.body(&body, false);
+            if let Some(txn) = self.active.back_mut() {
+                txn.eod_end = Some(self.out.framed());
+            }
+            self.eods_unanswered += 1;
+            self.expect(Kind::Bdat, seq, 0);
         } else {
-            command::data(&mut self.out);
+            self.out.write(command::data);
             self.awaiting_data = true;
-            self.expected.push_back(Expect {
-                kind: Kind::Data,
-                seq: txn.seq,
-                rcpt: 0,
-            });
+            self.expect(Kind::Data, seq, 0);
         }
     }
 
     fn write_quit(&mut self) {
         if !self.quit_sent {
             self.quit_sent = true;
-            command::quit(&mut self.out);
-            self.expected.push_back(Expect::session(Kind::Quit));
+            self.out.write(command::quit);
+            self.expect(Kind::Quit, 0, 0);
         }
     }
 }

@@ -2,17 +2,19 @@
 //! server bytes -> events. Every script runs twice: each server chunk fed whole, then one
 //! byte at a time; both runs must give the same bytes and events.
 
-use super::connection::{ClientConnection, Event, Transaction};
+use super::connection::{ClientConnection, Event, Kind, Options, Outcome, Transaction};
 use super::error::Error;
 use super::reply::{parse_all, Reply};
 use super::state::State;
 use super::Capabilities;
 
-type Call = Box<dyn Fn(&mut ClientConnection)>;
+type Conn = ClientConnection<u64>;
+type Ev = Event<u64>;
+type Call = Box<dyn Fn(&mut Conn)>;
 
 enum Step {
     /// The server sends these bytes; these events must come out.
-    Recv(&'static [u8], Vec<Event>),
+    Recv(&'static [u8], Vec<Ev>),
     /// `data_to_send()` must return exactly this.
     Send(&'static [u8]),
     /// A user call (with its own assertions).
@@ -21,8 +23,21 @@ enum Step {
 use Step::{Do, Recv, Send};
 
 fn run(script: &[Step]) {
+    run_with(Options::default(), script)
+}
+
+/// The script with a data window of 64: `BDAT LAST`s pipelined without waiting.
+fn run_pipelined_eod(script: &[Step]) {
+    let options = Options {
+        data_window: 64,
+        ..Options::default()
+    };
+    run_with(options, script)
+}
+
+fn run_with(options: Options, script: &[Step]) {
     for bytewise in [false, true] {
-        let mut conn = ClientConnection::new("client.example", 65536).unwrap();
+        let mut conn = Conn::new("client.example", options).unwrap();
         for (n, step) in script.iter().enumerate() {
             match step {
                 Recv(data, expected) => {
@@ -49,33 +64,39 @@ fn r(line: &str) -> Reply {
     replies.remove(0)
 }
 
-fn ready(greeting: &str, ehlo: &str) -> Event {
-    Event::Ready {
+fn ready(greeting: &str, ehlo: &str) -> Ev {
+    Ev::Ready {
         greeting: r(greeting),
         capabilities: Capabilities::from_ehlo(&r(ehlo)),
     }
 }
 
-fn result(id: u64, mail: &str, rcpts: &[Option<&str>], data: Option<&str>) -> Event {
-    Event::TransactionResult {
-        txn_id: id,
-        mail_reply: r(mail),
-        rcpt_replies: rcpts.iter().map(|x| x.map(r)).collect(),
-        data_reply: data.map(r),
+fn result(id: u64, mail: &str, rcpts: &[Option<&str>], data: Option<&str>) -> Ev {
+    let data_reply = data.map(r);
+    // Only an end-of-data reply can be 2xx in a result (a refused DATA is 4xx/5xx).
+    let delivered = data_reply.as_ref().is_some_and(Reply::is_completion);
+    Ev::TransactionResult {
+        tag: id,
+        outcome: Outcome {
+            mail_reply: r(mail),
+            rcpt_replies: rcpts.iter().map(|x| x.map(r)).collect(),
+            data_reply,
+            delivered,
+        },
     }
 }
 
-fn aborted(id: u64, eod: bool, reason: &str, reply: Option<&str>) -> Event {
-    Event::TransactionAborted {
-        txn_id: id,
+fn aborted(id: u64, eod: bool, reason: &str, reply: Option<&str>) -> Ev {
+    Ev::TransactionAborted {
+        tag: id,
         end_of_data_sent: eod,
         reason: reason.into(),
         reply: reply.map(r),
     }
 }
 
-fn closed(reason: &str, reply: Option<&str>) -> Event {
-    Event::Closed {
+fn closed(reason: &str, reply: Option<&str>) -> Ev {
+    Ev::Closed {
         reason: reason.into(),
         reply: reply.map(r),
         error: None,
@@ -84,12 +105,12 @@ fn closed(reason: &str, reply: Option<&str>) -> Event {
 
 fn submit(id: u64, from: &'static str, to: &'static [&'static str], body: &'static [u8]) -> Step {
     Do(Box::new(move |c| {
-        c.submit(id, Transaction::from_raw(from, to, body).unwrap())
+        c.submit(id, Transaction::from_raw(from, to, body).unwrap(), false)
             .unwrap()
     }))
 }
 
-fn call(f: impl Fn(&mut ClientConnection) + 'static) -> Step {
+fn call(f: impl Fn(&mut Conn) + 'static) -> Step {
     Do(Box::new(f))
 }
 
@@ -116,17 +137,32 @@ fn run_session(ehlo: &'static str, steps: Vec<Step>) {
     run(&script);
 }
 
+/// `run_session` with a data window of 64.
+fn run_session_pipelined_eod(ehlo: &'static str, steps: Vec<Step>) {
+    let mut script = session(ehlo);
+    script.extend(steps);
+    run_pipelined_eod(&script);
+}
+
 /// A connection past the greeting and this EHLO reply, its EHLO already taken out.
-fn ready_connection(ehlo: &str, max_reply_bytes: usize) -> ClientConnection {
-    let mut c = ClientConnection::new("client.example", max_reply_bytes).unwrap();
+fn ready_connection(ehlo: &str, max_reply_bytes: usize) -> Conn {
+    let mut c = Conn::new(
+        "client.example",
+        Options {
+            max_reply_bytes,
+            ..Options::default()
+        },
+    )
+    .unwrap();
     c.receive_data(GREETING.as_bytes());
+    c.data_to_send();
     c.receive_data(ehlo.as_bytes());
     c.data_to_send();
     c
 }
 
 /// Feed `data` whole, or one byte at a time; the events of all the calls.
-fn feed(conn: &mut ClientConnection, data: &[u8], bytewise: bool) -> Vec<Event> {
+fn feed(conn: &mut Conn, data: &[u8], bytewise: bool) -> Vec<Ev> {
     if !bytewise || data.is_empty() {
         return conn.receive_data(data);
     }
@@ -146,7 +182,7 @@ fn greeting_multiline_and_helo_fallback() {
         call(|c| assert_eq!(c.state(), State::Helo)),
         Recv(
             b"250 mx.example.org\r\n",
-            vec![Event::Ready {
+            vec![Ev::Ready {
                 greeting: r(greeting),
                 capabilities: Capabilities::helo(),
             }],
@@ -160,7 +196,7 @@ fn refusals_are_command_failed() {
     run(&[
         Recv(
             b"554 5.7.1 go away\r\n",
-            vec![Event::CommandFailed {
+            vec![Ev::CommandFailed {
                 command: "greeting",
                 reply: r("554 5.7.1 go away\r\n"),
             }],
@@ -168,7 +204,11 @@ fn refusals_are_command_failed() {
         call(|c| {
             assert_eq!(c.state(), State::Failed);
             assert!(matches!(
-                c.submit(1, Transaction::from_raw("a@b", &["c@d"], b"x").unwrap()),
+                c.submit(
+                    1,
+                    Transaction::from_raw("a@b", &["c@d"], b"x").unwrap(),
+                    false
+                ),
                 Err(Error::Local(_))
             ));
             c.quit().unwrap();
@@ -179,11 +219,12 @@ fn refusals_are_command_failed() {
     ]);
     run(&[
         Recv(GREETING.as_bytes(), vec![]),
+        Send(b"EHLO client.example\r\n"),
         Recv(b"500 no\r\n", vec![]),
-        Send(b"EHLO client.example\r\nHELO client.example\r\n"),
+        Send(b"HELO client.example\r\n"),
         Recv(
             b"501 no\r\n",
-            vec![Event::CommandFailed {
+            vec![Ev::CommandFailed {
                 command: "helo",
                 reply: r("501 no\r\n"),
             }],
@@ -192,9 +233,10 @@ fn refusals_are_command_failed() {
     ]);
     run(&[
         Recv(GREETING.as_bytes(), vec![]),
+        Send(b"EHLO client.example\r\n"),
         Recv(
             b"454 later\r\n",
-            vec![Event::CommandFailed {
+            vec![Ev::CommandFailed {
                 command: "ehlo",
                 reply: r("454 later\r\n"),
             }],
@@ -203,8 +245,8 @@ fn refusals_are_command_failed() {
 }
 
 #[test]
-fn chunking_pipelines_everything() {
-    run_session(EHLO_CHUNKING, vec![
+fn chunking_with_a_wide_data_window_pipelines_everything() {
+    run_session_pipelined_eod(EHLO_CHUNKING, vec![
             submit(1, "a@example.org", &["b@example.org", "c@example.org"], b"Hi\r\n.dot\r\n"),
             submit(2, "", &["d@example.org"], b"8bit \xc3\xa9\n"),
             call(|c| {
@@ -407,7 +449,7 @@ fn chunking_without_pipelining_is_lockstep() {
 
 #[test]
 fn chunking_nested_mail_is_retried_after_rset() {
-    run_session(EHLO_CHUNKING, vec![
+    run_session_pipelined_eod(EHLO_CHUNKING, vec![
             submit(1, "a@x.org", &["x@nowhere.invalid"], b"1\r\n"),
             submit(2, "b@x.org", &["y@x.org"], b"2\r\n"),
             Send(
@@ -430,7 +472,7 @@ fn chunking_nested_mail_is_retried_after_rset() {
             ),
         ]);
     // Only once: a second 503 is reported.
-    run_session(
+    run_session_pipelined_eod(
         EHLO_CHUNKING,
         vec![
             submit(1, "a@x.org", &["b@x.org"], b"1\r\n"),
@@ -457,7 +499,7 @@ fn chunking_nested_mail_is_retried_after_rset() {
 
 #[test]
 fn unsolicited_421_aborts_with_exact_end_of_data() {
-    run_session(
+    run_session_pipelined_eod(
         EHLO_CHUNKING,
         vec![
             submit(1, "a@x.org", &["b@x.org"], b"1\r\n"),
@@ -519,18 +561,19 @@ fn eof_aborts_pending_data_phase() {
 }
 
 fn protocol_error_case(bad: &'static [u8], message_part: &'static str) {
-    let check = move |events: Vec<Event>| {
+    let check = move |events: Vec<Ev>| {
         assert_eq!(events.len(), 2, "{events:?}");
         assert!(matches!(
             &events[0],
-            Event::TransactionAborted {
-                txn_id: 1,
-                end_of_data_sent: true,
+            Ev::TransactionAborted {
+                tag: 1,
+                // Its BDAT LAST waits for the MAIL and RCPT replies (data window 1).
+                end_of_data_sent: false,
                 ..
             }
         ));
         match &events[1] {
-            Event::Closed {
+            Ev::Closed {
                 reason,
                 reply: None,
                 error: Some(e),
@@ -546,6 +589,7 @@ fn protocol_error_case(bad: &'static [u8], message_part: &'static str) {
         c.submit(
             1,
             Transaction::from_raw("a@x.org", &["b@x.org"], b"1\r\n").unwrap(),
+            false,
         )
         .unwrap();
         c.data_to_send();
@@ -554,7 +598,8 @@ fn protocol_error_case(bad: &'static [u8], message_part: &'static str) {
         assert!(matches!(
             c.submit(
                 2,
-                Transaction::from_raw("a@x.org", &["b@x.org"], b"1").unwrap()
+                Transaction::from_raw("a@x.org", &["b@x.org"], b"1").unwrap(),
+                false
             ),
             Err(Error::Local(_))
         ));
@@ -579,7 +624,7 @@ fn protocol_errors_are_sticky() {
         vec![
             Recv(
                 b"250 surprise\r\n",
-                vec![Event::Closed {
+                vec![Ev::Closed {
                     reason: "protocol error: unexpected reply \"250 surprise\"".into(),
                     reply: None,
                     error: Some("unexpected reply \"250 surprise\"".into()),
@@ -605,7 +650,7 @@ fn starttls_discards_injected_bytes() {
             // CVE-2011-0411: plaintext after the 220 must never be taken as a reply.
             Recv(
                 b"220 2.0.0 Ready to start TLS\r\n250 injected\r\n",
-                vec![Event::StartTlsReady],
+                vec![Ev::StartTlsReady],
             ),
             Recv(b"250 more injected\r\n", vec![]),
             call(|c| {
@@ -622,7 +667,7 @@ fn starttls_discards_injected_bytes() {
             Send(b"AUTH PLAIN AHUAcA==\r\n"),
             Recv(
                 b"235 2.7.0 ok\r\n",
-                vec![Event::AuthSucceeded(r("235 2.7.0 ok\r\n"))],
+                vec![Ev::AuthSucceeded(r("235 2.7.0 ok\r\n"))],
             ),
         ],
     );
@@ -630,9 +675,10 @@ fn starttls_discards_injected_bytes() {
         EHLO_TLS,
         vec![
             call(|c| c.starttls().unwrap()),
+            Send(b"STARTTLS\r\n"),
             Recv(
                 b"454 4.7.0 TLS not available\r\n",
-                vec![Event::CommandFailed {
+                vec![Ev::CommandFailed {
                     command: "starttls",
                     reply: r("454 4.7.0 TLS not available\r\n"),
                 }],
@@ -658,7 +704,11 @@ fn auth_mechanisms() {
                 ));
                 c.auth("LOGIN", "user", "pass", true).unwrap();
                 assert!(matches!(
-                    c.submit(1, Transaction::from_raw("a@b", &["c@d"], b"x").unwrap()),
+                    c.submit(
+                        1,
+                        Transaction::from_raw("a@b", &["c@d"], b"x").unwrap(),
+                        false
+                    ),
                     Err(Error::Local(_))
                 ));
             }),
@@ -669,7 +719,7 @@ fn auth_mechanisms() {
             Send(b"cGFzcw==\r\n"),
             Recv(
                 b"535 5.7.8 bad\r\n",
-                vec![Event::AuthFailed(r("535 5.7.8 bad\r\n"))],
+                vec![Ev::AuthFailed(r("535 5.7.8 bad\r\n"))],
             ),
             call(|c| {
                 assert!(c.is_ready());
@@ -680,7 +730,7 @@ fn auth_mechanisms() {
             Send(b"\r\n"),
             Recv(
                 b"535 5.7.8 token expired\r\n",
-                vec![Event::AuthFailed(r("535 5.7.8 token expired\r\n"))],
+                vec![Ev::AuthFailed(r("535 5.7.8 token expired\r\n"))],
             ),
             call(|c| c.auth("CRAM-MD5", "tim", "tanstaaftanstaaf", true).unwrap()),
             Send(b"AUTH CRAM-MD5\r\n"),
@@ -689,25 +739,32 @@ fn auth_mechanisms() {
                 vec![],
             ),
             Send(b"dGltIGI5MTNhNjAyYzdlZGE3YTQ5NWI0ZTZlNzMzNGQzODkw\r\n"),
-            Recv(b"235 ok\r\n", vec![Event::AuthSucceeded(r("235 ok\r\n"))]),
+            Recv(b"235 ok\r\n", vec![Ev::AuthSucceeded(r("235 ok\r\n"))]),
         ],
     );
 }
 
 #[test]
 fn envelope_checks() {
-    let mut c = ClientConnection::new("client.example", 65536).unwrap();
+    let mut c = Conn::new("client.example", Options::default()).unwrap();
     assert!(matches!(
-        c.submit(1, Transaction::from_raw("a@x", &["b@x"], b"").unwrap()),
+        c.submit(
+            1,
+            Transaction::from_raw("a@x", &["b@x"], b"").unwrap(),
+            false
+        ),
         Err(Error::Local(_))
     ));
     // The refused submit left nothing behind (checked below).
     c.receive_data(GREETING.as_bytes());
-    c.receive_data(EHLO_PIPELINING.as_bytes());
     c.data_to_send();
+    c.receive_data(EHLO_PIPELINING.as_bytes());
     let utf8 = Transaction::from_raw("ü@x.org", &["b@x.org"], b"x").unwrap();
     assert!(utf8.smtputf8);
-    assert!(matches!(c.submit(1, utf8), Err(Error::Smtputf8Required(_))));
+    assert!(matches!(
+        c.submit(1, utf8, false),
+        Err(Error::Smtputf8Required(_))
+    ));
     assert!(matches!(
         Transaction::from_raw("a@x.org", &["b@x.org\r\nRCPT TO:<evil@x.org>"], b"x"),
         Err(Error::InvalidMessage { field: Some(f), .. }) if f == "recipients[0]"
@@ -726,16 +783,18 @@ fn envelope_checks() {
     let mut c = ready_connection(EHLO_CHUNKING, 65536);
     let big = Transaction::from_raw("a@x.org", &["b@x.org"], &[b'x'; 1001]).unwrap();
     assert!(matches!(
-        c.submit(1, big),
+        c.submit(1, big, false),
         Err(Error::InvalidMessage { .. })
     ));
     let utf8 = Transaction::from_raw("a@x.org", &["ü@x.org"], "é".as_bytes()).unwrap();
-    c.submit(2, utf8).unwrap();
+    c.submit(2, utf8, false).unwrap();
     assert_eq!(
         String::from_utf8(c.data_to_send()).unwrap(),
-        "MAIL FROM:<a@x.org> SIZE=4 BODY=8BITMIME SMTPUTF8\r\nRCPT TO:<ü@x.org>\r\nBDAT 4 LAST\r\né\r\n"
+        "MAIL FROM:<a@x.org> SIZE=4 BODY=8BITMIME SMTPUTF8\r\nRCPT TO:<ü@x.org>\r\n"
     );
-    assert!(ClientConnection::new("bad host", 100).is_err());
+    c.receive_data(b"250 ok\r\n250 ok\r\n");
+    assert_eq!(c.data_to_send(), b"BDAT 4 LAST\r\n\xc3\xa9\r\n");
+    assert!(Conn::new("bad host", Options::default()).is_err());
 }
 
 #[test]
@@ -755,8 +814,9 @@ fn quit_waits_for_queued_work_in_lockstep() {
     run(&[
         call(|c| c.quit().unwrap()),
         Recv(GREETING.as_bytes(), vec![]),
+        Send(b"EHLO client.example\r\n"),
         Recv(EHLO_PLAIN.as_bytes(), vec![ready(GREETING, EHLO_PLAIN)]),
-        Send(b"EHLO client.example\r\nQUIT\r\n"),
+        Send(b"QUIT\r\n"),
     ]);
 }
 
@@ -772,7 +832,7 @@ fn noop_checks_an_idle_connection_and_transactions_follow_it() {
             call(|c| assert!(matches!(c.noop(), Err(Error::Local(_))))), // not idle now
             Recv(
                 b"250 2.0.0 Ok\r\n",
-                vec![Event::NoopReplied(r("250 2.0.0 Ok\r\n"))],
+                vec![Ev::NoopReplied(r("250 2.0.0 Ok\r\n"))],
             ),
             Send(b"MAIL FROM:<a@x.org>\r\n"),
         ],
@@ -782,17 +842,376 @@ fn noop_checks_an_idle_connection_and_transactions_follow_it() {
         vec![
             call(|c| c.noop().unwrap()),
             submit(1, "a@x.org", &["b@x.org"], b"1\r\n"),
-            // Pipelined: written right behind it.
-            Send(
-                b"NOOP\r\nMAIL FROM:<a@x.org> SIZE=3\r\nRCPT TO:<b@x.org>\r\nBDAT 3 LAST\r\n1\r\n",
-            ),
+            // Pipelined: written right behind it (the BDAT LAST waits for the replies).
+            Send(b"NOOP\r\nMAIL FROM:<a@x.org> SIZE=3\r\nRCPT TO:<b@x.org>\r\n"),
             Recv(
                 b"421 4.4.2 closing\r\n",
                 vec![
-                    aborted(1, true, "421", Some("421 4.4.2 closing\r\n")),
+                    aborted(1, false, "421", Some("421 4.4.2 closing\r\n")),
                     closed("421", Some("421 4.4.2 closing\r\n")),
                 ],
             ),
         ],
     );
+}
+
+#[test]
+fn chunking_window_one_sends_each_bdat_after_every_earlier_reply() {
+    run_session(
+        EHLO_CHUNKING,
+        vec![
+            submit(1, "a@x.org", &["b@x.org"], b"1\r\n"),
+            submit(2, "a@x.org", &["c@x.org"], b"2\r\n"),
+            submit(3, "a@x.org", &["d@x.org"], b"3\r\n"),
+            Send(b"MAIL FROM:<a@x.org> SIZE=3\r\nRCPT TO:<b@x.org>\r\n"),
+            Recv(b"250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n", vec![]),
+            // Its BDAT LAST, with the next transaction's MAIL and RCPT behind it.
+            Send(b"BDAT 3 LAST\r\n1\r\nMAIL FROM:<a@x.org> SIZE=3\r\nRCPT TO:<c@x.org>\r\n"),
+            Recv(
+                b"250 2.0.0 queued\r\n",
+                vec![result(
+                    1,
+                    "250 2.1.0 Ok\r\n",
+                    &[Some("250 2.1.5 Ok\r\n")],
+                    Some("250 2.0.0 queued\r\n"),
+                )],
+            ),
+            Send(b""),
+            // Every recipient refused: no body; RSET before the next MAIL.
+            Recv(
+                b"250 2.1.0 Ok\r\n550 5.1.1 unknown\r\n",
+                vec![result(
+                    2,
+                    "250 2.1.0 Ok\r\n",
+                    &[Some("550 5.1.1 unknown\r\n")],
+                    None,
+                )],
+            ),
+            Send(b"RSET\r\nMAIL FROM:<a@x.org> SIZE=3\r\nRCPT TO:<d@x.org>\r\n"),
+            Recv(b"250 2.0.0 Ok\r\n250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n", vec![]),
+            Send(b"BDAT 3 LAST\r\n3\r\n"),
+            // The connection breaks: only the one unanswered end of data is in doubt.
+            Recv(
+                b"",
+                vec![aborted(3, true, "eof", None), closed("eof", None)],
+            ),
+        ],
+    );
+}
+
+/// A script that must end in a protocol error naming `what`, with transaction 1 aborted
+/// (`eod`: its end of data had gone out).
+fn misplaced_case(
+    ehlo: &'static str,
+    window: usize,
+    steps: Vec<Step>,
+    eod: bool,
+    what: &'static str,
+) {
+    let mut script = session(ehlo);
+    script.push(submit(1, "a@x.org", &["b@x.org"], b"1\r\n"));
+    script.extend(steps);
+    script.push(call(move |c| assert_eq!(c.state(), State::Error)));
+    let check = move |events: &[Ev]| match events {
+        [Ev::TransactionAborted {
+            tag: 1,
+            end_of_data_sent,
+            reason,
+            reply: None,
+        }, Ev::Closed {
+            error: Some(error), ..
+        }] => {
+            assert_eq!(*end_of_data_sent, eod, "{reason}");
+            assert!(error.contains(what), "{error:?} lacks {what:?}");
+        }
+        other => panic!("{other:?}"),
+    };
+    for bytewise in [false, true] {
+        let options = Options {
+            data_window: window,
+            ..Options::default()
+        };
+        let mut conn = Conn::new("client.example", options).unwrap();
+        let mut last = Vec::new();
+        for step in &script {
+            match step {
+                Recv(data, _) => last = feed(&mut conn, data, bytewise),
+                Send(_) => {
+                    conn.data_to_send();
+                }
+                Do(f) => f(&mut conn),
+            }
+        }
+        check(&last);
+    }
+}
+
+#[test]
+fn misplaced_replies_are_protocol_errors_never_acceptances() {
+    let s = |b: &'static [u8]| Send(b);
+    let r = |b: &'static [u8]| Recv(b, vec![]);
+    // DATA answered 250: no body was sent, nothing was accepted.
+    misplaced_case(
+        EHLO_PIPELINING,
+        1,
+        vec![s(b""), r(b"250 ok\r\n250 ok\r\n250 ok\r\n")],
+        false,
+        "reply \"250 ok\" to DATA",
+    );
+    // 3xx to MAIL or RCPT.
+    misplaced_case(
+        EHLO_PIPELINING,
+        1,
+        vec![s(b""), r(b"354 ok\r\n")],
+        false,
+        "to MAIL FROM",
+    );
+    misplaced_case(
+        EHLO_PIPELINING,
+        1,
+        vec![s(b""), r(b"250 ok\r\n334 ok\r\n")],
+        false,
+        "to RCPT TO",
+    );
+    // 3xx to the end of data, DATA and BDAT: the message may be there (in doubt).
+    misplaced_case(
+        EHLO_PIPELINING,
+        1,
+        vec![
+            s(b""),
+            r(b"250 ok\r\n250 ok\r\n354 go\r\n"),
+            s(b""),
+            r(b"354 again\r\n"),
+        ],
+        true,
+        "to the end of data",
+    );
+    misplaced_case(
+        EHLO_CHUNKING,
+        1,
+        vec![
+            s(b""),
+            r(b"250 ok\r\n250 ok\r\n"),
+            s(b""),
+            r(b"354 what\r\n"),
+        ],
+        true,
+        "to BDAT LAST",
+    );
+    // One reply too many after MAIL, DATA mode: the RCPT's reply lands on DATA.
+    misplaced_case(
+        EHLO_PIPELINING,
+        1,
+        vec![
+            s(b""),
+            r(b"250 2.1.0 Ok\r\n250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n354 go\r\n"),
+        ],
+        false,
+        "to DATA",
+    );
+    // The same with CHUNKING: the surplus lands on the BDAT LAST not yet sent.
+    misplaced_case(
+        EHLO_CHUNKING,
+        1,
+        vec![
+            s(b""),
+            r(b"250 2.1.0 Ok\r\n250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n554 5.7.1 no\r\n"),
+        ],
+        false,
+        "before BDAT LAST was sent",
+    );
+    // With a wide window the BDAT LAST went out at once; the RCPT's 2.1.5 shifted onto
+    // it is still not taken for an acceptance.
+    misplaced_case(
+        EHLO_CHUNKING,
+        8,
+        vec![
+            s(b""),
+            r(b"250 2.1.0 Ok\r\n250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n554 5.7.1 no\r\n"),
+        ],
+        true,
+        "\"250 2.1.5 Ok\" to BDAT LAST",
+    );
+    // A refused RSET: the old transaction may still be open.
+    let mut script = session(EHLO_PIPELINING);
+    script.extend([
+        submit(1, "a@x.org", &["b@x.org"], b"1\r\n"),
+        Send(b"MAIL FROM:<a@x.org>\r\nRCPT TO:<b@x.org>\r\nDATA\r\n"),
+        Recv(
+            b"250 ok\r\n250 ok\r\n554 no valid recipients\r\n",
+            vec![result(
+                1,
+                "250 ok\r\n",
+                &[Some("250 ok\r\n")],
+                Some("554 no valid recipients\r\n"),
+            )],
+        ),
+        submit(2, "a@x.org", &["b@x.org"], b"2\r\n"),
+        Send(b"RSET\r\nMAIL FROM:<a@x.org>\r\nRCPT TO:<b@x.org>\r\nDATA\r\n"),
+        Recv(
+            b"500 what\r\n",
+            vec![
+                aborted(2, false, "protocol error: RSET refused: \"500 what\"", None),
+                Ev::Closed {
+                    reason: "protocol error: RSET refused: \"500 what\"".into(),
+                    reply: None,
+                    error: Some("RSET refused: \"500 what\"".into()),
+                },
+            ],
+        ),
+    ]);
+    run(&script);
+}
+
+#[test]
+fn count_only_acceptances_of_one_batch_are_merged() {
+    let options = Options {
+        data_window: 64,
+        ..Options::default()
+    };
+    let mut c = Conn::new("client.example", options).unwrap();
+    c.receive_data(GREETING.as_bytes());
+    c.data_to_send();
+    c.receive_data(EHLO_CHUNKING.as_bytes());
+    // Tags 7, 7, 9, 7, 7: batches by equality (the u64 Tag).
+    for (tag, to) in [
+        (7, "b@x.org"),
+        (7, "c@x.org"),
+        (9, "d@x.org"),
+        (7, "e@x.org"),
+        (7, "f@x.org"),
+    ] {
+        let tx = Transaction::from_raw("a@x.org", &[to], b"x\r\n").unwrap();
+        c.submit(tag, tx, true).unwrap();
+    }
+    c.data_to_send();
+    let ok3 = "250 ok\r\n250 ok\r\n250 ok\r\n";
+    let replies = format!("{ok3}{ok3}{ok3}{ok3}250 ok\r\n550 no\r\n250 ok\r\n");
+    // Merged within one read only: each read is reported as it comes.
+    assert_eq!(
+        c.receive_data(replies.as_bytes()),
+        vec![
+            Ev::Accepted {
+                tag: 7,
+                transactions: 2,
+                recipients: 2,
+            },
+            Ev::Accepted {
+                tag: 9,
+                transactions: 1,
+                recipients: 1,
+            },
+            Ev::Accepted {
+                tag: 7,
+                transactions: 1,
+                recipients: 1,
+            },
+            // Not every recipient accepted: a full result, even when count-only.
+            result(7, "250 ok\r\n", &[Some("550 no\r\n")], Some("250 ok\r\n")),
+        ]
+    );
+}
+
+#[test]
+fn reply_deadlines_count_from_when_the_command_was_sent() {
+    let mut c = Conn::new("client.example", Options::default()).unwrap();
+    assert_eq!(c.oldest_unanswered(), None); // the greeting: nothing sent yet
+    c.take_data_to_send(1.0, |_| ());
+    assert_eq!(c.oldest_unanswered(), Some((Kind::Greeting, 1.0)));
+    c.receive_data(GREETING.as_bytes());
+    assert_eq!(c.oldest_unanswered(), None); // EHLO framed, not handed out
+    c.take_data_to_send(2.0, |_| ());
+    c.receive_data(EHLO_PIPELINING.as_bytes());
+    c.submit(
+        1,
+        Transaction::from_raw("a@x.org", &["b@x.org"], b"1\r\n").unwrap(),
+        false,
+    )
+    .unwrap();
+    c.take_data_to_send(5.0, |_| ());
+    assert_eq!(c.oldest_unanswered(), Some((Kind::Mail, 5.0)));
+    // Half a reply does not move the deadline; the whole one does.
+    c.receive_data(b"250 o");
+    assert_eq!(c.oldest_unanswered(), Some((Kind::Mail, 5.0)));
+    c.receive_data(b"k\r\n");
+    assert_eq!(c.oldest_unanswered(), Some((Kind::Rcpt, 5.0)));
+    let events = c.abort("timed out after 2s waiting for the reply to RCPT TO");
+    assert_eq!(
+        events,
+        vec![
+            aborted(
+                1,
+                false,
+                "timed out after 2s waiting for the reply to RCPT TO",
+                None
+            ),
+            closed("timed out after 2s waiting for the reply to RCPT TO", None),
+        ]
+    );
+    assert_eq!(c.state(), State::Closed);
+}
+
+#[test]
+fn large_bodies_go_out_in_pieces_and_their_end_counts_only_once_handed_out() {
+    const EHLO_BIG: &str = "250-mx.example.org\r\n250-PIPELINING\r\n250 CHUNKING\r\n";
+    let body: Vec<u8> = b"..line\r\n"
+        .iter()
+        .copied()
+        .cycle()
+        .take(8 * 400_000)
+        .collect();
+    for ehlo in [EHLO_BIG, EHLO_PIPELINING] {
+        let chunking = ehlo == EHLO_BIG;
+        let mut c = ready_connection(ehlo, 65536);
+        let before = c.bytes_sent();
+        let tx = Transaction::from_raw("a@x.org", &["b@x.org"], &body).unwrap();
+        c.submit(1, tx, false).unwrap();
+        let mut wire = c.data_to_send();
+        let go: &[u8] = if chunking {
+            b"250 ok\r\n250 ok\r\n"
+        } else {
+            b"250 ok\r\n250 ok\r\n354 go\r\n"
+        };
+        assert!(c.receive_data(go).is_empty());
+        let mut pieces = 0;
+        while c.has_data_to_send() {
+            let piece = c.take_data_to_send(0.0, <[u8]>::to_vec);
+            // A piece of the body, which dot-stuffing can at most double.
+            assert!(piece.len() <= 2 * super::output::PIECE + 64);
+            wire.extend(piece);
+            pieces += 1;
+        }
+        assert!(pieces > 4, "{pieces}");
+        let end: &[u8] = if chunking {
+            b"..line\r\n"
+        } else {
+            b"...line\r\n.\r\n"
+        };
+        assert!(wire.ends_with(end));
+        assert_eq!(c.bytes_sent() - before, wire.len() as u64);
+        let events = c.receive_data(b"");
+        assert!(matches!(
+            events[0],
+            Ev::TransactionAborted {
+                end_of_data_sent: true,
+                ..
+            }
+        ));
+    }
+    // Broken off while half the body is out: the end of data never went, not in doubt.
+    let mut c = ready_connection(EHLO_BIG, 65536);
+    let tx = Transaction::from_raw("a@x.org", &["b@x.org"], &body).unwrap();
+    c.submit(1, tx, false).unwrap();
+    c.data_to_send();
+    c.receive_data(b"250 ok\r\n250 ok\r\n");
+    c.take_data_to_send(0.0, |_| ());
+    assert!(c.has_data_to_send());
+    let events = c.receive_data(b"");
+    assert!(matches!(
+        events[0],
+        Ev::TransactionAborted {
+            end_of_data_sent: false,
+            ..
+        }
+    ));
 }

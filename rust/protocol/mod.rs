@@ -7,6 +7,8 @@
 //! * [`command`]: exact command bytes, injection-proof by construction;
 //! * [`auth`]: SASL PLAIN, LOGIN, XOAUTH2 and CRAM-MD5;
 //! * [`state`]: the session state machine as a table;
+//! * [`transaction`]: what one transaction sends, validated, in wire form;
+//! * [`output`]: framed bytes not yet handed out, their stream offsets, large bodies in pieces;
 //! * [`connection`]: [`ClientConnection`], which frames pipelined transactions and maps
 //!   every reply back to its command, transaction and recipient;
 //! * [`error`]: the one error enum, mapped to Python exceptions at the binding edge.
@@ -17,13 +19,16 @@ pub mod command;
 pub mod connection;
 pub mod dotstuff;
 pub mod error;
+pub mod output;
 pub mod reply;
 pub mod state;
+pub mod transaction;
 
 pub use capabilities::Capabilities;
-pub use connection::{Body, ClientConnection, Event, Transaction};
+pub use connection::{ClientConnection, Event, Options, Outcome, Tag, Verdict};
 pub use error::{Error, Result};
 pub use reply::{EnhancedCode, Reply, ReplyParser};
+pub use transaction::{Body, MessageBytes, Transaction};
 
 #[cfg(test)]
 mod connection_tests;

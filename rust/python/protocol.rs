@@ -1,14 +1,16 @@
 //! Bindings for [`crate::protocol`]: `ClientConnection`, its events, `Reply`,
-//! `Capabilities`, `dot_stuff` and `parse_replies`.
+//! `Capabilities`, `RawMessage`, `dot_stuff` and `parse_replies`.
 //!
-//! Events are frozen classes holding Rust values; their `Reply` attributes are made into
-//! Python objects when read. Core errors become the `fastsmtp._errors` classes here, and a
-//! panic inside `receive_data` (a bug: the parser is fuzzed never to panic) is caught and
-//! turned into a closed connection rather than crossing into Python.
+//! Conversion only: the core keeps each transaction's tag (here a [`PyTag`]: the caller's
+//! queue item and the message's position in it) and reports it in the transaction's one
+//! event. Events are frozen data classes holding Rust values; their `Reply` attributes are
+//! made into Python objects when read. Core errors become the `fastsmtp._errors` classes
+//! here, and a panic inside the core (a bug: the parser is fuzzed never to panic) is
+//! caught and turned into a closed connection rather than crossing into Python.
 
-use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
+use std::time::Instant;
 
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
@@ -17,7 +19,9 @@ use pyo3::types::{PyBytes, PyList};
 
 use super::errors::new_error;
 use super::mime::PyBuiltMessage;
-use crate::protocol::connection::{Body, ClientConnection, Event, MessageBytes, Transaction};
+use crate::protocol::connection::{
+    Body, ClientConnection, Event, MessageBytes, Options, Outcome, Tag, Transaction, Verdict,
+};
 use crate::protocol::reply::{self, EnhancedCode, Reply, DEFAULT_MAX_REPLY_BYTES};
 use crate::protocol::{dotstuff, Capabilities, Error};
 
@@ -281,59 +285,75 @@ impl PyCommandFailed {
     }
 }
 
-/// The outcome of one submitted transaction.
+/// The outcome of one submitted transaction (not every recipient accepted, or not
+/// submitted `count_only`).
 #[pyclass(frozen, module = "fastsmtp._fastsmtp", name = "TransactionResult")]
 pub struct PyTransactionResult {
-    tag: Py<PyAny>,
-    index: Option<usize>,
-    mail_reply: Reply,
-    rcpt_replies: Vec<Option<Reply>>,
-    data_reply: Option<Reply>,
+    lot: Py<PyAny>,
+    index: usize,
+    outcome: Outcome,
 }
 
 #[pymethods]
 impl PyTransactionResult {
+    /// The queue item the message came from (the `lot` given to `submit`).
     #[getter]
-    fn tag(&self, py: Python<'_>) -> Py<PyAny> {
-        self.tag.clone_ref(py)
+    fn lot(&self, py: Python<'_>) -> Py<PyAny> {
+        self.lot.clone_ref(py)
     }
+    /// The message's position in its lot.
     #[getter]
-    fn index(&self) -> Option<usize> {
+    fn index(&self) -> usize {
         self.index
     }
     #[getter]
     fn mail_reply(&self) -> PyReply {
-        reply(&self.mail_reply)
+        reply(&self.outcome.mail_reply)
     }
     #[getter]
     fn rcpt_replies(&self) -> Vec<Option<PyReply>> {
-        self.rcpt_replies
-            .iter()
-            .map(|r| r.as_ref().map(reply))
-            .collect()
+        let replies = &self.outcome.rcpt_replies;
+        replies.iter().map(|r| r.as_ref().map(reply)).collect()
     }
     #[getter]
     fn data_reply(&self) -> Option<PyReply> {
-        self.data_reply.as_ref().map(reply)
+        self.outcome.data_reply.as_ref().map(reply)
     }
-    /// MAIL, every RCPT and the end of data answered 2xx or 3xx (the common case, which
-    /// then needs only `data_reply`).
+    /// The end of data was answered 2xx.
     #[getter]
-    fn all_positive(&self) -> bool {
-        all_positive(&self.mail_reply, &self.rcpt_replies, &self.data_reply)
+    fn delivered(&self) -> bool {
+        self.outcome.delivered
+    }
+    /// Every recipient accepted (MAIL, each RCPT and the end of data answered 2xx).
+    #[getter]
+    fn all_accepted(&self) -> bool {
+        self.outcome.all_accepted()
+    }
+    /// Per recipient, the reply that decided it: the end of data's 2xx (accepted), the
+    /// first refusal (4xx/5xx) among MAIL, its RCPT and the data phase, or None when no
+    /// reply decided it. A 2xx here always is an accepted end of data.
+    fn verdicts(&self) -> Vec<Option<PyReply>> {
+        (0..self.outcome.rcpt_replies.len())
+            .map(|i| match self.outcome.verdict(i) {
+                Verdict::Accepted(r) | Verdict::Refused(r) => Some(reply(r)),
+                Verdict::Unanswered => None,
+            })
+            .collect()
     }
     fn __repr__(&self, py: Python<'_>) -> String {
         let rcpts: Vec<String> = self
+            .outcome
             .rcpt_replies
             .iter()
             .map(|r| r.as_ref().map_or("None".into(), |r| r.code.to_string()))
             .collect();
         format!(
             "TransactionResult({}, mail={}, rcpt=[{}], data={})",
-            tag_repr(py, &self.tag, self.index),
-            self.mail_reply.code,
+            lot_repr(py, &self.lot, self.index),
+            self.outcome.mail_reply.code,
             rcpts.join(", "),
-            self.data_reply
+            self.outcome
+                .data_reply
                 .as_ref()
                 .map_or("None".into(), |r| r.to_string())
         )
@@ -343,8 +363,8 @@ impl PyTransactionResult {
 /// The connection ended before this transaction got its final reply.
 #[pyclass(frozen, module = "fastsmtp._fastsmtp", name = "TransactionAborted")]
 pub struct PyTransactionAborted {
-    tag: Py<PyAny>,
-    index: Option<usize>,
+    lot: Py<PyAny>,
+    index: usize,
     end_of_data_sent: bool,
     reason: String,
     reply: Option<Reply>,
@@ -353,13 +373,14 @@ pub struct PyTransactionAborted {
 #[pymethods]
 impl PyTransactionAborted {
     #[getter]
-    fn tag(&self, py: Python<'_>) -> Py<PyAny> {
-        self.tag.clone_ref(py)
+    fn lot(&self, py: Python<'_>) -> Py<PyAny> {
+        self.lot.clone_ref(py)
     }
     #[getter]
-    fn index(&self) -> Option<usize> {
+    fn index(&self) -> usize {
         self.index
     }
+    /// Its end of data had been handed out: the server may have taken the message.
     #[getter]
     fn end_of_data_sent(&self) -> bool {
         self.end_of_data_sent
@@ -375,9 +396,30 @@ impl PyTransactionAborted {
     fn __repr__(&self, py: Python<'_>) -> String {
         format!(
             "TransactionAborted({}, end_of_data_sent={}, reason={:?})",
-            tag_repr(py, &self.tag, self.index),
+            lot_repr(py, &self.lot, self.index),
             py_bool(self.end_of_data_sent),
             self.reason
+        )
+    }
+}
+
+/// Count-only transactions of one lot whose every recipient was accepted.
+#[pyclass(frozen, module = "fastsmtp._fastsmtp", name = "Accepted")]
+pub struct PyAccepted {
+    #[pyo3(get)]
+    lot: Py<PyAny>,
+    #[pyo3(get)]
+    transactions: usize,
+    #[pyo3(get)]
+    recipients: usize,
+}
+
+#[pymethods]
+impl PyAccepted {
+    fn __repr__(&self) -> String {
+        format!(
+            "Accepted(transactions={}, recipients={})",
+            self.transactions, self.recipients
         )
     }
 }
@@ -409,52 +451,69 @@ impl PyClosed {
     }
 }
 
-/// Whether MAIL, every RCPT and the end of data were answered 2xx or 3xx.
-fn all_positive(mail: &Reply, rcpts: &[Option<Reply>], data: &Option<Reply>) -> bool {
-    mail.is_positive()
-        && data.as_ref().is_some_and(Reply::is_positive)
-        && rcpts
-            .iter()
-            .all(|r| r.as_ref().is_some_and(Reply::is_positive))
-}
-
-/// `tag=<repr>`, and `, index=N` for a transaction from `submit_run`.
-fn tag_repr(py: Python<'_>, tag: &Py<PyAny>, index: Option<usize>) -> String {
-    let tag = tag
+/// `lot=<repr>, index=N`.
+fn lot_repr(py: Python<'_>, lot: &Py<PyAny>, index: usize) -> String {
+    let lot = lot
         .bind(py)
         .repr()
         .map_or_else(|_| "?".into(), |r| r.to_string());
-    match index {
-        Some(i) => format!("tag={tag}, index={i}"),
-        None => format!("tag={tag}"),
+    format!("lot={lot}, index={index}")
+}
+
+/// What the core carries for each transaction: the caller's queue item and the
+/// message's position in it. Count-only acceptances merge within one lot.
+struct PyTag {
+    lot: Py<PyAny>,
+    index: usize,
+}
+
+impl Tag for PyTag {
+    fn same_batch(&self, other: &Self) -> bool {
+        self.lot.is(&other.lot)
     }
 }
 
-/// Recipients accepted by transactions submitted with the same `on_accepted`, reported
-/// together: the count-only path needs no per-transaction object (see `submit`).
-#[pyclass(frozen, module = "fastsmtp._fastsmtp", name = "Accepted")]
-pub struct PyAccepted {
-    #[pyo3(get)]
-    on_accepted: Py<PyAny>,
-    #[pyo3(get)]
-    recipients: usize,
-}
-
-#[pymethods]
-impl PyAccepted {
-    /// `on_accepted(recipients)`: one call from Python instead of two attribute reads
-    /// and a call (this runs once per read on the count-only path).
-    fn __call__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        self.on_accepted.call1(py, (self.recipients,))
-    }
-    fn __repr__(&self) -> String {
-        format!("Accepted(recipients={})", self.recipients)
-    }
-}
-
-/// Convert one core event (other than a transaction's) into its Python class.
-fn event_to_py(py: Python<'_>, event: Event) -> PyResult<Py<PyAny>> {
+/// Convert one core event into its Python class.
+fn event_to_py(py: Python<'_>, event: Event<PyTag>) -> PyResult<Py<PyAny>> {
     Ok(match event {
+        Event::Accepted {
+            tag,
+            transactions,
+            recipients,
+        } => Py::new(
+            py,
+            PyAccepted {
+                lot: tag.lot,
+                transactions,
+                recipients,
+            },
+        )?
+        .into_any(),
+        Event::TransactionResult { tag, outcome } => Py::new(
+            py,
+            PyTransactionResult {
+                lot: tag.lot,
+                index: tag.index,
+                outcome,
+            },
+        )?
+        .into_any(),
+        Event::TransactionAborted {
+            tag,
+            end_of_data_sent,
+            reason,
+            reply,
+        } => Py::new(
+            py,
+            PyTransactionAborted {
+                lot: tag.lot,
+                index: tag.index,
+                end_of_data_sent,
+                reason,
+                reply,
+            },
+        )?
+        .into_any(),
         Event::Ready {
             greeting,
             capabilities,
@@ -472,9 +531,6 @@ fn event_to_py(py: Python<'_>, event: Event) -> PyResult<Py<PyAny>> {
         Event::NoopReplied(r) => Py::new(py, PyNoopReplied(r))?.into_any(),
         Event::CommandFailed { command, reply } => {
             Py::new(py, PyCommandFailed { command, reply })?.into_any()
-        }
-        Event::TransactionResult { .. } | Event::TransactionAborted { .. } => {
-            unreachable!("transaction events are converted with their tag")
         }
         Event::Closed {
             reason,
@@ -499,129 +555,97 @@ fn event_to_py(py: Python<'_>, event: Event) -> PyResult<Py<PyAny>> {
     })
 }
 
-/// What the binding keeps per transaction in flight: the caller's tag, returned in its
-/// event, and the optional count-only callback.
-struct Slot {
-    txn_id: u64,
-    tag: Py<PyAny>,
-    /// The message's position in the list given to `submit_run`; None for `submit`.
-    index: Option<usize>,
-    on_accepted: Option<Py<PyAny>>,
+fn events_to_py<'py>(py: Python<'py>, events: Vec<Event<PyTag>>) -> PyResult<Bound<'py, PyList>> {
+    if events.is_empty() {
+        return Ok(PyList::empty(py));
+    }
+    let converted = events
+        .into_iter()
+        .map(|e| event_to_py(py, e))
+        .collect::<PyResult<Vec<_>>>()?;
+    PyList::new(py, converted)
+}
+
+/// A message the caller assembled itself (`Engine.send_raw`), validated and in wire form:
+/// the envelope is checked and every bare CR or LF of the bytes made CRLF when it is made,
+/// so nothing malformed can reach a command or DATA later.
+#[pyclass(frozen, module = "fastsmtp._fastsmtp", name = "RawMessage")]
+pub struct PyRawMessage {
+    tx: Transaction,
+    message_id: String,
+}
+
+#[pymethods]
+impl PyRawMessage {
+    #[new]
+    #[pyo3(signature = (sender, recipients, data, message_id = None))]
+    fn new(
+        py: Python<'_>,
+        sender: &str,
+        recipients: Vec<String>,
+        data: &[u8],
+        message_id: Option<String>,
+    ) -> PyResult<Self> {
+        let tx = Transaction::from_raw(sender, &recipients, data).map_err(|e| to_py(py, e))?;
+        let message_id = message_id.unwrap_or_default();
+        Ok(PyRawMessage { tx, message_id })
+    }
+    #[getter]
+    fn envelope_sender(&self) -> &str {
+        self.tx.sender.as_str()
+    }
+    #[getter]
+    fn recipients(&self) -> Vec<&str> {
+        self.tx.recipients.iter().map(|r| r.as_str()).collect()
+    }
+    #[getter]
+    fn message_id(&self) -> &str {
+        &self.message_id
+    }
+    fn __len__(&self) -> usize {
+        self.tx.body.len()
+    }
+    /// The bytes as they go out (line ends made CRLF).
+    fn as_bytes<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.tx.body.to_vec())
+    }
+    fn __repr__(&self) -> String {
+        format!(
+            "<RawMessage from {:?} to {} recipient(s), {} octets>",
+            self.tx.sender.as_str(),
+            self.tx.recipients.len(),
+            self.tx.body.len()
+        )
+    }
 }
 
 /// A sans-IO SMTP client connection (see the stub file for the full contract).
 ///
-/// The core numbers transactions; this binding maps the numbers back to the caller's tags
-/// (any Python object, usually its job), so the caller keeps no table of its own.
+/// The core has no clock; this edge reads one (monotonic, from when the connection was
+/// made) to stamp what goes out and to tell how long a reply has been awaited, so the
+/// caller passes no time on the hot path.
 #[pyclass(module = "fastsmtp._fastsmtp", name = "ClientConnection")]
 pub struct PyClientConnection {
-    conn: ClientConnection,
-    next_txn_id: u64,
-    /// In submit order; replies resolve transactions in that order, so the one looked up
-    /// is almost always at the front.
-    slots: VecDeque<Slot>,
-    /// Octets handed out by `data_to_send` (the caller's statistics, without a Python
-    /// `len` and addition per write).
-    bytes_sent: u64,
+    conn: ClientConnection<PyTag>,
+    started: Instant,
+    /// Seconds since `started` of the last read.
+    last_read: f64,
 }
 
 impl PyClientConnection {
-    /// Hand one transaction to the core and remember what its events must carry.
-    fn queue(
+    fn now(&self) -> f64 {
+        self.started.elapsed().as_secs_f64()
+    }
+
+    /// Run a core call that reports events, catching a panic (a bug) as a closed
+    /// connection.
+    fn guarded<'py>(
         &mut self,
-        tx: Transaction,
-        tag: Py<PyAny>,
-        index: Option<usize>,
-        on_accepted: Option<Py<PyAny>>,
-    ) -> Result<(), Error> {
-        let txn_id = self.next_txn_id;
-        self.conn.submit(txn_id, tx)?;
-        self.next_txn_id += 1;
-        self.slots.push_back(Slot {
-            txn_id,
-            tag,
-            index,
-            on_accepted,
-        });
-        Ok(())
-    }
-
-    fn take_slot(&mut self, py: Python<'_>, txn_id: u64) -> Slot {
-        let at = if self.slots.front().is_some_and(|s| s.txn_id == txn_id) {
-            Some(0)
-        } else {
-            self.slots.iter().position(|s| s.txn_id == txn_id)
-        };
-        at.and_then(|i| self.slots.remove(i))
-            .unwrap_or_else(|| Slot {
-                // Unreachable: the core only reports transactions it was given.
-                txn_id,
-                tag: py.None(),
-                index: None,
-                on_accepted: None,
-            })
-    }
-}
-
-/// Builds `receive_data`'s list, merging consecutive count-only acceptances that share a
-/// callback into one `Accepted`.
-struct EventList<'py> {
-    list: Bound<'py, PyList>,
-    accepted: Option<(Py<PyAny>, usize)>,
-}
-
-impl<'py> EventList<'py> {
-    fn accept(&mut self, on_accepted: Py<PyAny>, recipients: usize) -> PyResult<()> {
-        if let Some((current, count)) = &mut self.accepted {
-            if current.is(&on_accepted) {
-                *count += recipients;
-                return Ok(());
-            }
-        }
-        self.flush()?;
-        self.accepted = Some((on_accepted, recipients));
-        Ok(())
-    }
-
-    fn push(&mut self, event: Py<PyAny>) -> PyResult<()> {
-        self.flush()?;
-        self.list.append(event)
-    }
-
-    fn flush(&mut self) -> PyResult<()> {
-        if let Some((on_accepted, recipients)) = self.accepted.take() {
-            let py = self.list.py();
-            let event = Py::new(
-                py,
-                PyAccepted {
-                    on_accepted,
-                    recipients,
-                },
-            )?;
-            self.list.append(event)?;
-        }
-        Ok(())
-    }
-}
-
-#[pymethods]
-impl PyClientConnection {
-    #[new]
-    #[pyo3(signature = (local_hostname = "localhost", *, max_reply_bytes = 65536))]
-    fn new(py: Python<'_>, local_hostname: &str, max_reply_bytes: usize) -> PyResult<Self> {
-        let conn =
-            ClientConnection::new(local_hostname, max_reply_bytes).map_err(|e| to_py(py, e))?;
-        Ok(PyClientConnection {
-            conn,
-            next_txn_id: 0,
-            slots: VecDeque::new(),
-            bytes_sent: 0,
-        })
-    }
-
-    fn receive_data<'py>(&mut self, py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, PyList>> {
+        py: Python<'py>,
+        f: impl FnOnce(&mut ClientConnection<PyTag>) -> Vec<Event<PyTag>>,
+    ) -> PyResult<Bound<'py, PyList>> {
         let conn = &mut self.conn;
-        let events = match catch_unwind(AssertUnwindSafe(|| conn.receive_data(data))) {
+        let events = match catch_unwind(AssertUnwindSafe(|| f(conn))) {
             Ok(events) => events,
             Err(panic) => {
                 let what = panic
@@ -632,80 +656,129 @@ impl PyClientConnection {
                 conn.internal_error(&what)
             }
         };
-        let mut out = EventList {
-            list: PyList::empty(py),
-            accepted: None,
-        };
-        for event in events {
-            match event {
-                Event::TransactionResult {
-                    txn_id,
-                    mail_reply,
-                    rcpt_replies,
-                    data_reply,
-                } => {
-                    let slot = self.take_slot(py, txn_id);
-                    if let Some(on_accepted) = slot.on_accepted {
-                        if all_positive(&mail_reply, &rcpt_replies, &data_reply) {
-                            out.accept(on_accepted, rcpt_replies.len())?;
-                            continue;
-                        }
-                    }
-                    let result = PyTransactionResult {
-                        tag: slot.tag,
-                        index: slot.index,
-                        mail_reply,
-                        rcpt_replies,
-                        data_reply,
-                    };
-                    out.push(Py::new(py, result)?.into_any())?;
-                }
-                Event::TransactionAborted {
-                    txn_id,
-                    end_of_data_sent,
-                    reason,
-                    reply,
-                } => {
-                    let slot = self.take_slot(py, txn_id);
-                    let aborted = PyTransactionAborted {
-                        tag: slot.tag,
-                        index: slot.index,
-                        end_of_data_sent,
-                        reason,
-                        reply,
-                    };
-                    out.push(Py::new(py, aborted)?.into_any())?;
-                }
-                other => out.push(event_to_py(py, other)?)?,
-            }
-        }
-        out.flush()?;
-        Ok(out.list)
+        events_to_py(py, events)
     }
 
-    /// The tags and callbacks held for transactions in flight reference the caller's jobs,
-    /// which can reference the caller's connection and so this object: let the garbage
-    /// collector see them, so such a cycle can be freed.
+    fn queue(
+        &mut self,
+        py: Python<'_>,
+        lot: &Py<PyAny>,
+        index: usize,
+        message: &Bound<'_, PyAny>,
+        recipients: Option<&[String]>,
+        count_only: bool,
+    ) -> PyResult<()> {
+        let tx = transaction(message, recipients)?;
+        let tag = PyTag {
+            lot: lot.clone_ref(py),
+            index,
+        };
+        self.conn
+            .submit(tag, tx, count_only)
+            .map_err(|e| to_py(py, e))
+    }
+}
+
+#[pymethods]
+impl PyClientConnection {
+    #[new]
+    #[pyo3(signature = (local_hostname = "localhost", *, max_reply_bytes = 65536, data_window = 1))]
+    fn new(
+        py: Python<'_>,
+        local_hostname: &str,
+        max_reply_bytes: usize,
+        data_window: usize,
+    ) -> PyResult<Self> {
+        let options = Options {
+            max_reply_bytes,
+            data_window,
+        };
+        let conn = ClientConnection::new(local_hostname, options).map_err(|e| to_py(py, e))?;
+        Ok(PyClientConnection {
+            conn,
+            started: Instant::now(),
+            last_read: 0.0,
+        })
+    }
+
+    /// One read's worth of work in one call: feed `data`, then take what the connection
+    /// framed in answer. Returns `(events, bytes to write)`; a result of at least
+    /// `DATA_PIECE` octets may have left more of a large body (call `data_to_send`).
+    fn feed<'py>(
+        &mut self,
+        py: Python<'py>,
+        data: &[u8],
+    ) -> PyResult<(Bound<'py, PyList>, Bound<'py, PyBytes>)> {
+        let now = self.now();
+        self.last_read = now;
+        let events = self.guarded(py, |c| c.receive_data(data))?;
+        let out = self
+            .conn
+            .take_data_to_send(now, |bytes| PyBytes::new(py, bytes));
+        Ok((events, out))
+    }
+
+    /// Feed bytes read from the server; the events they complete, in order.
+    fn receive_data<'py>(&mut self, py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, PyList>> {
+        if data.is_empty() {
+            return Ok(PyList::empty(py)); // EOF is eof(), not empty data
+        }
+        self.last_read = self.now();
+        self.guarded(py, |c| c.receive_data(data))
+    }
+
+    /// The server closed the connection.
+    fn eof<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        self.guarded(py, |c| c.receive_data(b""))
+    }
+
+    /// End the connection now for the caller's `reason` (a reply deadline, a transport
+    /// error): every unresolved transaction is aborted with it, then Closed.
+    fn abort<'py>(&mut self, py: Python<'py>, reason: &str) -> PyResult<Bound<'py, PyList>> {
+        self.guarded(py, |c| c.abort(reason))
+    }
+
+    /// The tags held for transactions in flight reference the caller's queue items, which
+    /// can reference the caller's connection and so this object: let the garbage collector
+    /// see them, so such a cycle can be freed.
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        for slot in &self.slots {
-            visit.call(&slot.tag)?;
-            if let Some(on_accepted) = &slot.on_accepted {
-                visit.call(on_accepted)?;
-            }
+        for tag in self.conn.tags() {
+            visit.call(&tag.lot)?;
         }
         Ok(())
     }
 
     fn __clear__(&mut self) {
-        self.slots.clear();
+        self.conn.forget();
     }
 
+    /// The next bytes to write (everything framed, or at least `DATA_PIECE` octets of
+    /// it when a large body is queued), counted as sent now (for reply deadlines).
     fn data_to_send<'py>(&mut self, py: Python<'py>) -> Bound<'py, PyBytes> {
-        let bytes_sent = &mut self.bytes_sent;
-        self.conn.with_data_to_send(|bytes| {
-            *bytes_sent += bytes.len() as u64;
-            PyBytes::new(py, bytes)
-        })
+        let now = self.now();
+        self.conn
+            .take_data_to_send(now, |bytes| PyBytes::new(py, bytes))
+    }
+
+    #[getter]
+    fn has_data_to_send(&self) -> bool {
+        self.conn.has_data_to_send()
+    }
+
+    /// The command whose reply is awaited longest and for how many seconds, or None.
+    #[getter]
+    fn oldest_unanswered(&self) -> Option<(&'static str, f64)> {
+        let now = self.now();
+        self.conn
+            .oldest_unanswered()
+            .map(|(kind, at)| (kind.command(), now - at))
+    }
+
+    /// Seconds since the server last sent anything (since the connection was made, before
+    /// that).
+    #[getter]
+    fn idle_for(&self) -> f64 {
+        self.now() - self.last_read
     }
 
     fn starttls(&mut self, py: Python<'_>) -> PyResult<()> {
@@ -730,56 +803,39 @@ impl PyClientConnection {
             .map_err(|e| to_py(py, e))
     }
 
-    #[pyo3(signature = (tag, message = None, on_accepted = None, *, sender = None, recipients = None, body = None))]
-    #[allow(clippy::too_many_arguments)]
+    /// Queue one message (a BuiltMessage or RawMessage) as a transaction tagged
+    /// `(lot, index)`; `recipients` replaces its envelope recipients (a retry for some).
+    #[pyo3(signature = (lot, index, message, recipients = None, *, count_only = false))]
     fn submit(
         &mut self,
         py: Python<'_>,
-        tag: Py<PyAny>,
-        message: Option<&Bound<'_, PyAny>>,
-        on_accepted: Option<Py<PyAny>>,
-        sender: Option<&str>,
+        lot: Py<PyAny>,
+        index: usize,
+        message: &Bound<'_, PyAny>,
         recipients: Option<Vec<String>>,
-        body: Option<&[u8]>,
+        count_only: bool,
     ) -> PyResult<()> {
-        let tx = match (message, sender, recipients, body) {
-            (Some(message), None, None, None) => transaction_from_message(message)?,
-            (None, Some(sender), Some(recipients), Some(body)) => {
-                Transaction::from_raw(sender, &recipients, body).map_err(|e| to_py(py, e))?
-            }
-            _ => {
-                return Err(PyTypeError::new_err(
-                    "submit() takes either a message, or sender, recipients and body",
-                ))
-            }
-        };
-        self.queue(tx, tag, None, on_accepted)
-            .map_err(|e| to_py(py, e))
+        self.queue(py, &lot, index, message, recipients.as_deref(), count_only)
     }
 
-    /// `submit(tag, message, on_accepted)` for each of `messages[start:start + count]` in
-    /// one call, each transaction's events carrying the same tag and the message's position
-    /// as `index`: a batch needs no Python object or call per message on its way out.
-    /// Returns `(position, exception)` for the messages refused, as `submit` would raise.
-    #[pyo3(signature = (tag, messages, start, count, on_accepted = None))]
-    fn submit_run<'py>(
+    /// `submit(lot, i, messages[i], count_only=count_only)` for each `i` in
+    /// `range(start, min(start + count, len(messages)))`, in one call. Returns
+    /// `(i, exception)` for the messages refused, as `submit` would raise.
+    #[pyo3(signature = (lot, messages, start, count, *, count_only = false))]
+    fn submit_lot<'py>(
         &mut self,
         py: Python<'py>,
-        tag: Py<PyAny>,
+        lot: Py<PyAny>,
         messages: &Bound<'py, PyList>,
         start: usize,
         count: usize,
-        on_accepted: Option<Py<PyAny>>,
+        count_only: bool,
     ) -> PyResult<Vec<(usize, Py<PyAny>)>> {
         let stop = start.saturating_add(count).min(messages.len());
         let mut refused = Vec::new();
         for index in start..stop {
-            let queued = transaction_from_message(&messages.get_item(index)?).and_then(|tx| {
-                let on_accepted = on_accepted.as_ref().map(|f| f.clone_ref(py));
-                self.queue(tx, tag.clone_ref(py), Some(index), on_accepted)
-                    .map_err(|e| to_py(py, e))
-            });
-            if let Err(e) = queued {
+            let message = messages.get_item(index)?;
+            if let Err(e) = self.queue(py, &lot, index, &message, None, count_only) {
                 refused.push((index, e.into_value(py).into_any()));
             }
         }
@@ -808,7 +864,7 @@ impl PyClientConnection {
     }
     #[getter]
     fn bytes_sent(&self) -> u64 {
-        self.bytes_sent
+        self.conn.bytes_sent()
     }
     #[getter]
     fn bytes_in_flight(&self) -> usize {
@@ -846,21 +902,41 @@ impl MessageBytes for MessageBody {
     }
 }
 
-/// A transaction from a `BuiltMessage` (the raw path, `Transaction::from_raw`, normalizes).
-fn transaction_from_message(message: &Bound<'_, PyAny>) -> PyResult<Transaction> {
+/// The transaction for a BuiltMessage or RawMessage, to its own recipients or to
+/// `recipients`.
+fn transaction(message: &Bound<'_, PyAny>, recipients: Option<&[String]>) -> PyResult<Transaction> {
     let py = message.py();
-    let built = message.cast::<PyBuiltMessage>()?;
-    let m = &built.get().inner;
-    let body = Body::from_source(Arc::new(MessageBody(built.clone().unbind())));
-    // The builder writes CRLF line ends only (its tests check every shape): no rescan.
-    Transaction::from_wire_form(
-        m.envelope_sender(),
-        m.recipients(),
-        body,
-        m.smtputf8(),
-        m.eight_bit(),
-    )
-    .map_err(|e| to_py(py, e))
+    if let Ok(built) = message.cast::<PyBuiltMessage>() {
+        let m = &built.get().inner;
+        let body = Body::from_source(Arc::new(MessageBody(built.clone().unbind())));
+        // The builder writes CRLF line ends only (its tests check every shape): no rescan.
+        return Transaction::from_wire_form(
+            m.envelope_sender(),
+            recipients.unwrap_or(m.recipients()),
+            body,
+            m.smtputf8(),
+            m.eight_bit(),
+        )
+        .map_err(|e| to_py(py, e));
+    }
+    if let Ok(raw) = message.cast::<PyRawMessage>() {
+        let tx = &raw.get().tx;
+        return match recipients {
+            None => Ok(tx.clone()),
+            Some(rcpts) => Transaction::from_wire_form(
+                tx.sender.as_str(),
+                rcpts,
+                tx.body.clone(),
+                tx.smtputf8,
+                tx.eight_bit,
+            )
+            .map_err(|e| to_py(py, e)),
+        };
+    }
+    Err(PyTypeError::new_err(format!(
+        "a message must be a BuiltMessage or RawMessage, not {}",
+        message.get_type().name()?
+    )))
 }
 
 /// The DATA encoding of a body: leading dots doubled, CRLF line ends, a final CRLF.
@@ -894,6 +970,7 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyTransactionAborted>()?;
     m.add_class::<PyAccepted>()?;
     m.add_class::<PyClosed>()?;
+    m.add_class::<PyRawMessage>()?;
     m.add_class::<PyClientConnection>()?;
     // The stubs' `Event` alias, a real union at runtime: `isinstance(e, Event)` works.
     let classes = [
@@ -914,6 +991,8 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
         .import("functools")?
         .call_method1("reduce", (or, classes))?;
     m.add("Event", event)?;
+    // A take of at least this many octets may have left more of a large body behind.
+    m.add("DATA_PIECE", crate::protocol::output::PIECE)?;
     m.add_function(wrap_pyfunction!(dot_stuff, m)?)?;
     m.add_function(wrap_pyfunction!(parse_replies, m)?)?;
     Ok(())
