@@ -3,7 +3,8 @@ server's certificate chain matches them.
 
 Usable records (RFC 7672 3.1): certificate usages DANE-TA(2) and DANE-EE(3) only; records
 with PKIX-TA(0) or PKIX-EE(1) are unusable for SMTP (3.1.3). Selectors Cert(0) (the whole
-DER certificate) and SPKI(1) (its SubjectPublicKeyInfo); matching types Full(0), SHA2-256(1) and SHA2-512(2) (RFC 6698 2.1).
+DER certificate) and SPKI(1) (its SubjectPublicKeyInfo); matching types Full(0),
+SHA2-256(1) and SHA2-512(2) (RFC 6698 2.1).
 
 Checks, with the ``cryptography`` package:
 

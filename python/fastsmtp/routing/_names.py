@@ -38,7 +38,9 @@ def normalize_domain(domain: str) -> str:
         try:
             name = idna.encode(name, uts46=True, transitional=False).decode("ascii")
         except idna.IDNAError as exc:
-            raise InvalidDomain(f"{domain!r} is not a valid internationalized domain: {exc}")
+            raise InvalidDomain(
+                f"{domain!r} is not a valid internationalized domain: {exc}"
+            ) from None
     name = name.lower()
     if not name or len(name) > 253:
         raise InvalidDomain(f"{domain!r} is not a valid domain (empty or over 253 characters)")

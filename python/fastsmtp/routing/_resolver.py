@@ -260,7 +260,7 @@ class Resolver:
         try:
             result = await self._dns.resolve(qname, rdtype, raise_on_no_answer=False, search=False)
         except dns.resolver.NXDOMAIN as exc:
-            response = exc.responses().get(qname)
+            response = exc.responses().get(qname)  # type: ignore[no-untyped-call]
             secure, ttl = False, 0.0
             if response is not None:
                 secure = self._secure(response)

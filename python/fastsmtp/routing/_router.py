@@ -335,14 +335,14 @@ class Router:
             if tlsa_answer is not None:
                 ttl = min(ttl, tlsa_answer.ttl)
                 tls = self._dane_tls(name, record.host, tlsa_answer, skipped)
-                if tls is None:
-                    missing_only, blocked_by = False, "dane"
-                    continue
-            if tls.mode is TLSMode.OPPORTUNISTIC and sts is not None and sts.policy is not None:
+                blocked_by = blocked_by or ("dane" if tls is None else None)
+            # RFC 8461 2: where DANE applies, MTA-STS does not add to it.
+            if tls is OPPORTUNISTIC and sts is not None and sts.policy is not None:
                 tls = self._sts_tls(name, record.host, sts, skipped)
-                if tls is None:
-                    missing_only, blocked_by = False, "mta-sts"
-                    continue
+                blocked_by = blocked_by or ("mta-sts" if tls is None else None)
+            if tls is None:
+                missing_only = False
+                continue
             hosts.append(MXHost(record.host, record.preference, self._order(addresses), tls))
 
         if sts is not None:
