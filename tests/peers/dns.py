@@ -276,7 +276,8 @@ class DnsServer(Peer):
                 ]
             else:
                 server.append(f'local-zone: "{zone.origin}" static')
-                server += [f'local-data: "{line}"' for line in zone.local_data()]
+                # Single quotes: TXT data carries double quotes of its own.
+                server += [f"local-data: '{line}'" for line in zone.local_data()]
         for name in self.dead_zones:
             server += [f'local-zone: "{name}" transparent', f'domain-insecure: "{name}"']
             dead = f"{self.host}@{self._dead_port}"
