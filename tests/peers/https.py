@@ -37,9 +37,12 @@ class PolicyServer(Peer):
         directory: str | os.PathLike[str],
         hosts: Iterable[str],
         policies: Mapping[str, Reply] | None = None,
+        *,
+        pki: TestPKI | None = None,
     ) -> None:
         self.hosts = list(hosts)
-        self.pki: TestPKI = make_test_ca(directory, hosts=self.hosts)
+        # ``pki``: present these certificates instead (e.g. an MX host's, for DANE tests).
+        self.pki: TestPKI = pki or make_test_ca(directory, hosts=self.hosts)
         self.policies: dict[str, Reply] = dict(policies or {})
         self.requests: list[tuple[str, str]] = []  # (Host header, path)
         self.host = LOCALHOST
