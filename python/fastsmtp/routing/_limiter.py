@@ -8,7 +8,7 @@ to ``max(tat, t) + 1 / r``. Over any window of length ``W`` it admits at most
 window of at least a second. Several windows (per second, minute, hour) are several GCRAs,
 and a message goes only when all of them admit it.
 
-``scale(factor)`` changes every rate at once (the AIMD controller's lever) without
+``scale(factor)`` changes every rate (and burst) at once (the AIMD controller's lever) without
 forgetting what was already sent.
 """
 
@@ -27,7 +27,7 @@ _EPS = 1e-9
 class GCRA:
     """One rate: ``rate`` messages a second with bursts of up to ``burst``."""
 
-    __slots__ = ("_base_rate", "burst", "interval", "rate", "tat", "tolerance")
+    __slots__ = ("_base_burst", "_base_rate", "interval", "rate", "tat", "tolerance")
 
     def __init__(self, rate: float, burst: int) -> None:
         if not rate > 0 or math.isinf(rate):
@@ -35,16 +35,19 @@ class GCRA:
         if burst < 1:
             raise ValueError(f"burst must be at least 1, not {burst!r}")
         self._base_rate = rate
-        self.burst = burst
+        self._base_burst = burst
         self.rate = rate
         self.interval = 1.0 / rate
         self.tolerance = (burst - 1) * self.interval
         self.tat = -math.inf
 
     def scale(self, factor: float) -> None:
+        """Scale the rate and the burst (at least 1) by ``factor`` of their base values: a
+        destination that says "slow down" gets smaller bursts too, not only fewer of them."""
         self.rate = self._base_rate * factor
         self.interval = 1.0 / self.rate
-        self.tolerance = (self.burst - 1) * self.interval
+        burst = max(1, math.floor(self._base_burst * factor))
+        self.tolerance = (burst - 1) * self.interval
 
     def available(self, now: float) -> int:
         """How many messages would be admitted at ``now``."""
