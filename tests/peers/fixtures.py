@@ -12,6 +12,10 @@ they work with any async plugin and event loop.
   ``dump=True`` or reply options.
 * ``capture_server`` (function): ``capture_server(**CaptureServer kwargs)`` starts aiosmtpd
   capture servers; all are stopped at teardown.
+* ``dns_server`` (function): ``dns_server(zones, dead_zones=...)`` starts unbound serving
+  those zones (``tests.peers.dns``); all are stopped at teardown.
+* ``policy_server`` (function): ``policy_server(hosts, policies)`` starts an HTTPS server
+  for MTA-STS policies with its own test CA (``tests.peers.https``).
 
 Postfix needs root and the Debian ``postfix``/``dovecot-core`` packages
 (``.ci/install-peers.sh``); without them the Postfix/sink fixtures skip the test.
@@ -31,12 +35,16 @@ import pytest
 
 from .aiosmtpd_server import CaptureServer
 from .certs import TestPKI, make_self_signed, make_test_ca
+from .dns import UNBOUND, DnsServer
+from .https import PolicyServer
 from .postfix import POSTFIX, PostfixInstance, claim_dir, scratch_root
 from .sink import SMTP_SINK, SmtpSink
 
 __all__ = [
     "capture_server",
+    "dns_server",
     "pki",
+    "policy_server",
     "postfix",
     "postfix_factory",
     "smtp_sink",
@@ -146,3 +154,38 @@ def capture_server() -> Iterator[Callable[..., CaptureServer]]:
     finally:
         for server in started:
             server.stop()
+
+
+@pytest.fixture
+def dns_server() -> Iterator[Callable[..., DnsServer]]:
+    if not os.path.exists(UNBOUND):
+        pytest.skip("unbound is not installed (run .ci/install-peers.sh as root)")
+    started: list[DnsServer] = []
+
+    def make(*args: Any, **kwargs: Any) -> DnsServer:
+        server = DnsServer(*args, **kwargs)
+        started.append(server)
+        return server.start()
+
+    try:
+        yield make
+    finally:
+        for server in started:
+            server.stop()
+
+
+@pytest.fixture
+def policy_server() -> Iterator[Callable[..., PolicyServer]]:
+    started: list[PolicyServer] = []
+    with _scratch("mta-sts") as path:
+
+        def make(*args: Any, **kwargs: Any) -> PolicyServer:
+            server = PolicyServer(path / str(len(started)), *args, **kwargs)
+            started.append(server)
+            return server.start()
+
+        try:
+            yield make
+        finally:
+            for server in started:
+                server.stop()
