@@ -14,8 +14,8 @@ use pyo3::types::{PyBytes, PyList, PyString};
 
 use super::errors::new_error;
 use crate::tls::{
-    certificates_from_der, certificates_from_pem, client_identity_from_pem, TlsConfig,
-    TlsError, TlsErrorKind, TlsOptions, TlsSession, TlsVersion, Trust, Verify,
+    certificates_from_der, certificates_from_pem, client_identity_from_pem, TlsConfig, TlsError,
+    TlsErrorKind, TlsOptions, TlsSession, TlsVersion, Trust, Verify,
 };
 
 /// Inputs at least this large are processed with the GIL released (16 KiB: one full record,
@@ -37,7 +37,10 @@ fn to_py(py: Python<'_>, e: TlsError) -> PyErr {
         py,
         class,
         &e.message,
-        &[("kind", Some(e.kind.as_str())), ("alert", e.alert.as_deref())],
+        &[
+            ("kind", Some(e.kind.as_str())),
+            ("alert", e.alert.as_deref()),
+        ],
     )
 }
 
@@ -139,7 +142,9 @@ impl PyTlsConfig {
             max_version: parse_version(max_version, "max_version")?,
             resumption,
         };
-        let inner = py.detach(|| TlsConfig::new(options)).map_err(|e| to_py(py, e))?;
+        let inner = py
+            .detach(|| TlsConfig::new(options))
+            .map_err(|e| to_py(py, e))?;
         Ok(Self {
             inner,
             check_hostname,

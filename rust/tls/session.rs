@@ -19,7 +19,7 @@
 //! Errors are sticky: after one, every call returns it again; [`TlsSession::take_tls`] still
 //! hands out the alert rustls queued, so the caller can write it before closing.
 
-use std::io::{Read, Write};
+use std::io::{BufRead, Write};
 
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConnection, HandshakeKind, ProtocolVersion};
@@ -100,7 +100,7 @@ impl TlsSession {
     }
 
     /// Feed ciphertext read from the socket; the plaintext it carries is appended to
-    /// `plain`. Handshake messages, session tickets and alerts are consumed here. Bytes after
+    /// `plain` (on an error, the plaintext of the good records before the bad one). Handshake messages, session tickets and alerts are consumed here. Bytes after
     /// the server's close_notify are ignored (RFC 8446 6.1: "Any data received after a
     /// closure alert has been received MUST be ignored").
     pub fn read_tls(&mut self, ciphertext: &[u8], plain: &mut Vec<u8>) -> Result<(), TlsError> {
@@ -122,22 +122,33 @@ impl TlsSession {
             }
             let state = match self.conn.process_new_packets() {
                 Ok(state) => state,
-                Err(e) => return Err(self.fail(e.into())),
-            };
-            let n = state.plaintext_bytes_to_read();
-            if n > 0 {
-                let start = plain.len();
-                plain.resize(start + n, 0);
-                // rustls said n bytes are ready: reading them cannot fail or fall short.
-                if self.conn.reader().read_exact(&mut plain[start..]).is_err() {
-                    plain.truncate(start);
+                Err(e) => {
+                    // Records before the bad one were good: hand their plaintext out too.
+                    self.drain_plaintext(plain);
+                    return Err(self.fail(e.into()));
                 }
+            };
+            if state.plaintext_bytes_to_read() > 0 {
+                self.drain_plaintext(plain);
             }
             if state.peer_has_closed() {
                 self.peer_closed = true;
             }
         }
         Ok(())
+    }
+
+    fn drain_plaintext(&mut self, plain: &mut Vec<u8>) {
+        let mut reader = self.conn.reader();
+        // fill_buf hands out rustls's buffered chunks in place: one copy, no zeroing.
+        while let Ok(chunk) = reader.fill_buf() {
+            if chunk.is_empty() {
+                break;
+            }
+            let n = chunk.len();
+            plain.extend_from_slice(chunk);
+            reader.consume(n);
+        }
     }
 
     /// Queue plaintext to send; [`take_tls`](Self::take_tls) seals it. Data queued before

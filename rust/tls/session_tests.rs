@@ -722,3 +722,28 @@ proptest! {
         let _ = pair.client.eof();
     }
 }
+
+#[test]
+fn good_records_before_a_bad_one_still_deliver_their_plaintext() {
+    let (ca, leaf) = fixture();
+    for versions in [TLS12, TLS13] {
+        let mut pair = Pair::new(
+            &client_config(ca),
+            "mx.example.org",
+            server_config(leaf, versions),
+        );
+        pair.pump().unwrap();
+        std::io::Write::write_all(&mut pair.server.writer(), b"250 ok\r\n").unwrap();
+        let mut wire = Vec::new();
+        while pair.server.wants_write() {
+            pair.server.write_tls(&mut wire).unwrap();
+        }
+        wire.extend_from_slice(b"garbage!");
+        let err = pair
+            .client
+            .read_tls(&wire, &mut pair.client_plain)
+            .unwrap_err();
+        assert_eq!(err.kind, TlsErrorKind::PeerMisbehaved);
+        assert_eq!(pair.client_plain, b"250 ok\r\n");
+    }
+}
