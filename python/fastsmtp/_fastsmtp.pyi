@@ -500,8 +500,8 @@ class TlsConfig:
     the system trust store, the certificate chain and server name verified, TLS 1.2 at
     least. ``ca_file``/``ca_data`` (PEM text, or DER bytes) replace the system store."""
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         *,
         ca_file: str | os.PathLike[str] | None = None,
         ca_data: str | bytes | None = None,
@@ -512,7 +512,7 @@ class TlsConfig:
         min_version: Literal["TLSv1.2", "TLSv1.3"] = "TLSv1.2",
         max_version: Literal["TLSv1.2", "TLSv1.3"] = "TLSv1.3",
         resumption: bool = True,
-    ) -> None: ...
+    ) -> TlsConfig: ...
     @property
     def verify(self) -> bool:
         """False if certificates are not verified at all."""
@@ -526,7 +526,7 @@ class TlsSession:
     ``data_to_send()``. Plaintext given to ``send()`` is sealed by the next
     ``data_to_send()`` into as few records as possible."""
 
-    def __init__(self, config: TlsConfig, server_name: str) -> None: ...
+    def __new__(cls, config: TlsConfig, server_name: str) -> TlsSession: ...
     def feed(self, data: bytes) -> bytes:
         """Decrypt ciphertext read from the socket; returns the plaintext it carried."""
     def send(self, data: bytes) -> None:
