@@ -8,7 +8,7 @@ mod dkim;
 pub(crate) mod errors;
 mod mime;
 mod protocol;
-mod tls;
+pub(crate) mod tls;
 
 #[pymodule]
 fn _fastsmtp(m: &Bound<'_, PyModule>) -> PyResult<()> {

@@ -22,8 +22,9 @@ use crate::tls::{
 /// ~2 µs of AES-GCM).
 const DETACH_MIN_BYTES: usize = 16 * 1024;
 
-/// Map a TLS error to its `fastsmtp._errors` exception.
-fn to_py(py: Python<'_>, e: TlsError) -> PyErr {
+/// Map a TLS error to its `fastsmtp._errors` exception (also for the protocol binding,
+/// once it drives a session itself).
+pub(crate) fn to_py(py: Python<'_>, e: TlsError) -> PyErr {
     let class = match e.kind {
         k if k.is_certificate() => "TLSCertificateError",
         TlsErrorKind::Config => "TLSConfigError",
@@ -60,6 +61,13 @@ fn parse_version(name: &str, what: &str) -> PyResult<TlsVersion> {
 pub struct PyTlsConfig {
     inner: TlsConfig,
     check_hostname: bool,
+}
+
+impl PyTlsConfig {
+    /// The shared config, for other bindings that start sessions from it.
+    pub(crate) fn config(&self) -> &TlsConfig {
+        &self.inner
+    }
 }
 
 #[pymethods]
@@ -188,7 +196,7 @@ pub struct PyTlsSession {
 impl PyTlsSession {
     #[new]
     fn new(py: Python<'_>, config: &PyTlsConfig, server_name: &str) -> PyResult<Self> {
-        let inner = TlsSession::new(&config.inner, server_name).map_err(|e| to_py(py, e))?;
+        let inner = TlsSession::new(config.config(), server_name).map_err(|e| to_py(py, e))?;
         Ok(Self {
             inner,
             out: Vec::new(),
