@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Install the real SMTP peers the tests start privately on 127.0.0.1 (tests/peers/):
-# Postfix (smtpd, smtp-sink, smtp-source), Dovecot's auth server (SASL for Postfix) and
-# unbound (the DNS server and DNSSEC-validating resolver of the routing tests).
+# Postfix (smtpd, smtp-sink, smtp-source), Dovecot's auth server (SASL for Postfix),
+# unbound (the DNS server and DNSSEC-validating resolver of the routing tests),
+# stunnel4 (implicit TLS in front of smtp-sink) and openssl (s_server, a server that
+# renegotiates on request).
 # Debian/Ubuntu, as root. Idempotent: does nothing when everything is already installed
 # (set FORCE_APT=1 to run apt anyway). The system-wide Postfix/Dovecot services are never
 # left running: the tests only ever run their own instances on free ports.
@@ -12,14 +14,15 @@ if [[ $(id -u) -ne 0 ]]; then
     exit 1
 fi
 
-PACKAGES=(postfix dovecot-core unbound)
+PACKAGES=(postfix dovecot-core unbound stunnel4 openssl)
 export DEBIAN_FRONTEND=noninteractive
 
 have_all() {
     command -v postfix >/dev/null && command -v postconf >/dev/null &&
         command -v smtp-sink >/dev/null && command -v smtp-source >/dev/null &&
         command -v dovecot >/dev/null && command -v doveadm >/dev/null &&
-        command -v unbound >/dev/null && command -v unbound-control >/dev/null
+        command -v unbound >/dev/null && command -v unbound-control >/dev/null &&
+        command -v stunnel4 >/dev/null && command -v openssl >/dev/null
 }
 
 if ! have_all || [[ ${FORCE_APT:-0} == 1 ]]; then
@@ -58,10 +61,11 @@ if command -v update-rc.d >/dev/null; then
     update-rc.d postfix disable >/dev/null 2>&1 || true
     update-rc.d dovecot disable >/dev/null 2>&1 || true
     update-rc.d unbound disable >/dev/null 2>&1 || true
+    update-rc.d stunnel4 disable >/dev/null 2>&1 || true
 fi
 
 if command -v ss >/dev/null && ss -ltn 'sport = :25' | grep -q LISTEN; then
     echo "install-peers.sh: warning: something still listens on port 25" >&2
 fi
 
-echo "install-peers.sh: $(postconf -h mail_version | sed 's/^/postfix /'), $(dovecot --version | sed 's/^/dovecot /'), $(unbound -V | head -1)"
+echo "install-peers.sh: $(postconf -h mail_version | sed 's/^/postfix /'), $(dovecot --version | sed 's/^/dovecot /'), $(unbound -V | head -1), $(stunnel4 -version 2>&1 | sed -n 's/^stunnel \([0-9.]*\).*/stunnel \1/p' | head -1)"

@@ -3,11 +3,13 @@
 //! * [`mime`] assembles RFC 5322 / MIME messages and renders per-recipient templates.
 //! * [`protocol`] is a sans-IO SMTP client: it frames pipelined commands and parses replies
 //!   into per-transaction outcomes, without sockets, clocks or threads.
+//! * [`tls`] is a sans-IO TLS client session (rustls): ciphertext in, plaintext out.
 //! * `python` (feature `python`) holds the PyO3 bindings only: conversion and error mapping
 //!   happen at that edge, the core modules know nothing of Python.
 
 pub mod mime;
 pub mod protocol;
+pub mod tls;
 
 #[cfg(feature = "python")]
 mod python;

@@ -23,6 +23,9 @@ from fastsmtp._errors import (
     SMTPTimeoutError,
     SMTPUTF8Required,
     TemplateError,
+    TLSCertificateError,
+    TLSConfigError,
+    TLSError,
     TLSRequiredError,
 )
 from fastsmtp._fastsmtp import DKIMSigner, __version__
@@ -49,6 +52,9 @@ __all__ = [
     "SMTPUTF8Required",
     "Stats",
     "Status",
+    "TLSCertificateError",
+    "TLSConfigError",
+    "TLSError",
     "TLSRequiredError",
     "TemplateError",
     "__version__",

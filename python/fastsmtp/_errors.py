@@ -8,6 +8,8 @@ these same classes (it looks them up here by name), so there is one hierarchy.
 
 from __future__ import annotations
 
+import ssl
+
 
 class FastSMTPError(Exception):
     """Base class of every fastsmtp error."""
@@ -86,3 +88,60 @@ class SMTPTimeoutError(FastSMTPError, TimeoutError):
 
 class SMTPUTF8Required(FastSMTPError):
     """The message needs SMTPUTF8 (a non-ASCII local part) and the server does not offer it."""
+
+
+class TLSError(FastSMTPError, ssl.SSLError):
+    """The TLS layer failed: the handshake, a record from the server, or the end of the
+    stream. Also an ``ssl.SSLError``, so code written for fastsmtp's earlier ``ssl`` path
+    (and callers' ``except ssl.SSLError``) keeps working.
+
+    ``kind`` says what went wrong, one of ``"certificate_expired"``,
+    ``"certificate_wrong_name"``, ``"certificate_unknown_ca"``, ``"certificate_invalid"``
+    (these four raise :class:`TLSCertificateError`), ``"handshake_failure"`` (nothing in
+    common with the server), ``"peer_misbehaved"`` (garbage, a record that does not decrypt,
+    a renegotiation attempt), ``"alert_received"`` (``alert`` names it, e.g.
+    ``"certificate_required"``), ``"closed_during_handshake"``, ``"truncated"`` (the stream
+    ended inside a record) and ``"config"`` (:class:`TLSConfigError`).
+    """
+
+    def __init__(
+        self, message: str, *, kind: str = "handshake_failure", alert: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.alert = alert
+        # ssl.SSLError's own fields, for callers that log them.
+        self.reason = kind.upper()
+        self.library = "TLS"
+
+    def __str__(self) -> str:
+        # ssl.SSLError prints its args tuple unless strerror is set.
+        return str(self.args[0]) if self.args else ""
+
+
+_VERIFY_CODES = {
+    # OpenSSL's X509_V_ERR_* numbers, as ssl.SSLCertVerificationError.verify_code has them.
+    "certificate_expired": 10,  # X509_V_ERR_CERT_HAS_EXPIRED
+    "certificate_unknown_ca": 20,  # X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY
+    "certificate_wrong_name": 62,  # X509_V_ERR_HOSTNAME_MISMATCH
+}
+
+
+class TLSCertificateError(TLSError, ssl.SSLCertVerificationError):
+    """The server's certificate failed verification (expired, for another name, from an
+    unknown CA, or otherwise invalid). Also an ``ssl.SSLCertVerificationError``."""
+
+    def __init__(
+        self, message: str, *, kind: str = "certificate_invalid", alert: str | None = None
+    ) -> None:
+        super().__init__(message, kind=kind, alert=alert)
+        self.verify_code = _VERIFY_CODES.get(kind, 1)  # 1: X509_V_ERR_UNSPECIFIED
+        self.verify_message = message
+
+
+class TLSConfigError(TLSError, ValueError):
+    """A TLS setting is unusable (an unreadable CA or client-certificate file, an invalid
+    server name, an empty version range); raised before any byte is sent."""
+
+    def __init__(self, message: str, *, kind: str = "config", alert: str | None = None) -> None:
+        super().__init__(message, kind=kind, alert=alert)

@@ -5,8 +5,9 @@ by the core are the classes of ``fastsmtp._errors`` (InvalidMessage, TemplateErr
 LocalProtocolError, RemoteProtocolError).
 """
 
+import os
 from collections.abc import Callable, Sequence
-from typing import Any, final
+from typing import Any, Literal, final
 
 __version__: str
 __all__ = [
@@ -28,6 +29,8 @@ __all__ = [
     "Reply",
     "StartTlsReady",
     "Template",
+    "TlsConfig",
+    "TlsSession",
     "TransactionAborted",
     "TransactionResult",
     "__version__",
@@ -547,3 +550,69 @@ def dot_stuff(body: bytes) -> bytes:
 def parse_replies(data: bytes) -> list[Reply]:
     """Parse complete replies from ``data`` (for tests, fuzzing and benches); raises
     RemoteProtocolError on malformed input."""
+
+# --------------------------------------------------------------------------------------------
+# TLS (rust/tls, rust/python/tls.rs). Errors are fastsmtp._errors.TLSError and its
+# subclasses TLSCertificateError and TLSConfigError (all also ssl.SSLError).
+# --------------------------------------------------------------------------------------------
+
+@final
+class TlsConfig:
+    """Shared TLS client settings, built once per engine: sessions made from one config
+    resume each other's TLS sessions. Defaults match ``ssl.create_default_context()``:
+    the system trust store, the certificate chain and server name verified, TLS 1.2 at
+    least. ``ca_file``/``ca_data`` (PEM text, or DER bytes) replace the system store."""
+
+    def __new__(
+        cls,
+        *,
+        ca_file: str | os.PathLike[str] | None = None,
+        ca_data: str | bytes | None = None,
+        client_cert: str | os.PathLike[str] | None = None,
+        client_key: str | os.PathLike[str] | None = None,
+        verify: bool = True,
+        check_hostname: bool | None = None,
+        min_version: Literal["TLSv1.2", "TLSv1.3"] = "TLSv1.2",
+        max_version: Literal["TLSv1.2", "TLSv1.3"] = "TLSv1.3",
+        resumption: bool = True,
+    ) -> TlsConfig: ...
+    @property
+    def verify(self) -> bool:
+        """False if certificates are not verified at all."""
+    @property
+    def check_hostname(self) -> bool:
+        """True if the server name is checked against the certificate."""
+
+@final
+class TlsSession:
+    """One TLS client connection, sans-IO: ``feed()`` what the socket read, write out
+    ``data_to_send()``. Plaintext given to ``send()`` is sealed by the next
+    ``data_to_send()`` into as few records as possible."""
+
+    def __new__(cls, config: TlsConfig, server_name: str) -> TlsSession: ...
+    def feed(self, data: bytes) -> bytes:
+        """Decrypt ciphertext read from the socket; returns the plaintext it carried."""
+    def send(self, data: bytes) -> None:
+        """Queue plaintext to send (after the handshake, if it is still running)."""
+    def data_to_send(self) -> bytes:
+        """The TLS bytes to write to the socket now."""
+    def close(self) -> None:
+        """Queue close_notify after anything already sent."""
+    def eof(self) -> bool:
+        """The socket reached end of file: True if close_notify came first, False for a
+        bare close after the handshake; raises TLSError otherwise."""
+    @property
+    def handshake_done(self) -> bool: ...
+    @property
+    def wants_write(self) -> bool: ...
+    @property
+    def peer_closed(self) -> bool: ...
+    @property
+    def version(self) -> Literal["TLSv1.2", "TLSv1.3"] | None: ...
+    @property
+    def cipher(self) -> str | None: ...
+    @property
+    def resumed(self) -> bool: ...
+    @property
+    def peer_certificates(self) -> list[bytes]:
+        """The server's certificate chain, leaf first, DER."""

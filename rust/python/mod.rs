@@ -8,6 +8,7 @@ mod dkim;
 pub(crate) mod errors;
 mod mime;
 mod protocol;
+pub(crate) mod tls;
 
 #[pymodule]
 fn _fastsmtp(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -15,5 +16,6 @@ fn _fastsmtp(m: &Bound<'_, PyModule>) -> PyResult<()> {
     mime::register(m)?;
     dkim::register(m)?;
     protocol::register(m)?;
+    tls::register(m)?;
     Ok(())
 }

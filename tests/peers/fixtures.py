@@ -10,6 +10,8 @@ they work with any async plugin and event loop.
   dedicated instance (TLS certs default to ``pki``); all are stopped at teardown.
 * ``smtp_sink`` (session): smtp-sink without dumping. ``smtp_sink_factory`` (function) for
   ``dump=True`` or reply options.
+* ``stunnel_sink`` (session): ``stunnel4`` (implicit TLS, ``pki``'s cert) in front of
+  ``smtp_sink``. ``stunnel_factory`` (function): ``stunnel_factory(backend, **Stunnel kwargs)``.
 * ``capture_server`` (function): ``capture_server(**CaptureServer kwargs)`` starts aiosmtpd
   capture servers; all are stopped at teardown.
 * ``dns_server`` (function): ``dns_server(zones, dead_zones=...)`` starts unbound serving
@@ -39,6 +41,7 @@ from .dns import UNBOUND, DnsServer
 from .https import PolicyServer
 from .postfix import POSTFIX, PostfixInstance, claim_dir, scratch_root
 from .sink import SMTP_SINK, SmtpSink
+from .stunnel import STUNNEL, Stunnel
 
 __all__ = [
     "capture_server",
@@ -49,6 +52,8 @@ __all__ = [
     "postfix_factory",
     "smtp_sink",
     "smtp_sink_factory",
+    "stunnel_factory",
+    "stunnel_sink",
     "untrusted_pki",
 ]
 
@@ -138,6 +143,36 @@ def smtp_sink_factory() -> Iterator[Callable[..., SmtpSink]]:
     finally:
         for sink in started:
             sink.stop()
+
+
+def _require_stunnel() -> None:
+    if not os.path.exists(STUNNEL):
+        pytest.skip("stunnel4 is not installed (run .ci/install-peers.sh as root)")
+
+
+@pytest.fixture(scope="session")
+def stunnel_sink(smtp_sink: SmtpSink, pki: TestPKI) -> Iterator[Stunnel]:
+    _require_stunnel()
+    with Stunnel(smtp_sink.address, pki) as tunnel:
+        yield tunnel
+
+
+@pytest.fixture
+def stunnel_factory(pki: TestPKI) -> Iterator[Callable[..., Stunnel]]:
+    _require_stunnel()
+    started: list[Stunnel] = []
+
+    def make(backend: tuple[str, int], **kwargs: Any) -> Stunnel:
+        kwargs.setdefault("pki", pki)
+        tunnel = Stunnel(backend, **kwargs)
+        started.append(tunnel)
+        return tunnel.start()
+
+    try:
+        yield make
+    finally:
+        for tunnel in started:
+            tunnel.stop()
 
 
 @pytest.fixture
