@@ -82,9 +82,7 @@ async def _demo(
 
     report = await _to_capture_server(count, connections, directory, console)
     ok = report.accepted == count
-    rates.add_row(
-        "capture server (Python, writes .eml)", *_rate_cells(report), end_section=True
-    )
+    rates.add_row("capture server (Python, writes .eml)", *_rate_cells(report), end_section=True)
 
     sink = smtp_sink_path()
     if sink_count and sink is not None:
