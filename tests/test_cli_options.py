@@ -22,7 +22,9 @@ from typing import Any
 import pytest
 
 from tests.peers.aiosmtpd_server import CaptureServer
+from tests.peers.certs import TestPKI
 from tests.peers.ports import free_port
+from tests.peers.postfix import PostfixInstance
 from tests.test_cli_send import (
     base_args,
     order_rows,
@@ -339,3 +341,31 @@ def test_unreachable_server_is_reported_before_the_prompt(
     code, screen = run_in_terminal(args, env, password="pw")
     assert code == 3, screen
     assert "password for" not in screen and "127.0.0.1:" in screen
+
+
+def test_summary_reasons_from_postfix(
+    postfix: PostfixInstance, pki: TestPKI, tmp_path: Path, templates: dict[str, Path]
+) -> None:
+    """Postfix echoes each refused address in its reply text; the summary counts the three
+    550s as one reason, and the 450 (tried once, --max-attempts 1) as another."""
+    rows = order_rows(2, tag="-reasons-")
+    rows += [
+        {"email": f"reject-550@{domain}", "name": "X", "order": "1"}
+        for domain in ("example.org", "example.com", "example.net")
+    ]
+    rows.append({"email": "reject-450@example.org", "name": "Y", "order": "2"})
+    recipients = write_csv(tmp_path / "r.csv", rows, FIELDS)
+    results = tmp_path / "out.jsonl"
+    args = [*base_args(postfix.port, templates, recipients, results)]
+    args += ["--tls", "starttls", "--cafile", pki.ca_file, "--max-attempts", "1"]
+    proc = run_send(*args, env=WIDE)
+    assert proc.returncode == 1, proc.stderr
+    statuses = Counter(line["status"] for line in results_of(results))
+    assert statuses == {"accepted": 2, "rejected": 3, "deferred": 1}
+    table = rows_of_table(proc.stdout)
+    rejected = [row for row in table if row[1:3] == ["rejected", "550 5.7.1"]]
+    deferred = [row for row in table if row[1:3] == ["deferred", "450 4.7.1"]]
+    assert len(rejected) == 1 and rejected[0][0] == "3", table
+    assert "<address>" in rejected[0][3] and "rejected by test peer" in rejected[0][3]
+    assert "reject-550@" not in rejected[0][3]
+    assert len(deferred) == 1 and deferred[0][0] == "1", table
