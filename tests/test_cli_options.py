@@ -221,6 +221,8 @@ def test_dry_run_renders_every_row_and_sends_nothing(
     assert not results.exists()
     reasons = [row for row in rows_of_table(proc.stdout) if row[1:2] == ["failed"]]
     assert len(reasons) == 2 and all(row[0] == "1" for row in reasons)
+    assert "record 3 (not an address):" in proc.stdout
+    assert "record 4 (c@example.org):" in proc.stdout
 
     valid = write_csv(tmp_path / "ok.csv", order_rows(4), FIELDS)
     proc = run_send(*base_args(free_port(), templates, valid, results), "--dry-run", "--limit", "3")

@@ -100,6 +100,9 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 DRY_RUN_CHUNK = 1000
 """Records rendered per call in --dry-run (the engine's batches render in chunks too)."""
 
+DRY_RUN_EXAMPLES = 5
+"""Invalid records --dry-run lists one by one (after the table of reasons)."""
+
 
 class ConnectionProblem(Exception):
     """The server cannot be used for this job (unreachable, untrusted, no STARTTLS for a
@@ -337,6 +340,8 @@ class DryRun:
         self.report = BatchReport()
         self.reasons = Reasons()
         self.skipped = 0
+        self.examples: list[str] = []
+        """The first few invalid records, to find them in the file."""
 
     def run(self) -> int:
         spec = self.spec
@@ -353,12 +358,12 @@ class DryRun:
             rendered = template.render([(row.address, row.name, row.data) for row in good])
             for row in chunk:
                 if row.error is not None:
-                    self._count(Result(recipient=row.address, status="failed", text=row.error))
+                    self._invalid(row, row.error)
             for row, outcome in zip(good, rendered, strict=True):
                 if isinstance(outcome, Exception):
-                    self._count(Result(recipient=row.address, status="failed", text=str(outcome)))
+                    self._invalid(row, str(outcome))
                 else:
-                    self._count(Result(recipient=row.address, status="accepted"))
+                    self.report.count("accepted")
         self.report.elapsed = time.perf_counter() - started
         invalid = self.report.failed
         valid = self.report.accepted
@@ -369,7 +374,10 @@ class DryRun:
         if self.skipped:
             self.console.print(f"skipped {self.skipped} recipients already in {spec.results}")
         if self.reasons:
-            self.console.print(self.reasons.table())
+            self.console.print(self.reasons.table(title="why messages are invalid"))
+            self.console.print("first invalid records (index from 0, as in the results file):")
+            for example in self.examples:
+                self.console.print(f"  {example}", markup=False, highlight=False)
         return EXIT_OK if not invalid else EXIT_NOT_ALL_ACCEPTED
 
     def _done(self, row: Row, done: dict[int, str]) -> bool:
@@ -378,9 +386,11 @@ class DryRun:
             return True
         return False
 
-    def _count(self, result: Result) -> None:
-        self.report.count(result.status)
-        self.reasons.add(result)
+    def _invalid(self, row: Row, reason: str) -> None:
+        self.report.count("failed")
+        self.reasons.add(Result(recipient=row.address, status="failed", text=reason))
+        if len(self.examples) < DRY_RUN_EXAMPLES:
+            self.examples.append(f"record {row.index} ({row.address or 'no address'}): {reason}")
 
 
 # -- the job ---------------------------------------------------------------------------------

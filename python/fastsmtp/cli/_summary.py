@@ -47,11 +47,12 @@ class Reasons:
     def __bool__(self) -> bool:
         return bool(self.counts)
 
-    def table(self, top: int = TOP_REASONS) -> Table:
+    def table(
+        self, top: int = TOP_REASONS, title: str = "why recipients were not accepted"
+    ) -> Table:
         """The ``top`` most common reasons, most common first."""
         shown = self.counts.most_common(top)
         others = sum(self.counts.values()) - sum(n for _, n in shown)
-        title = "why recipients were not accepted"
         if others:
             title += f" (top {len(shown)} of {len(self.counts)} reasons)"
         table = Table(title=title)
