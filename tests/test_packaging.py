@@ -118,6 +118,11 @@ def sdist_tree(sdist: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     with tarfile.open(sdist) as tar:
         tar.extractall(src, filter="data")
     (tree,) = src.iterdir()
+    # The sdist's files carry a fixed old timestamp (reproducible builds): against the
+    # shared target dir below, cargo would take a crate built from other sources as fresh.
+    # Timestamps of now make it rebuild the crate (and only the crate).
+    for path in tree.rglob("*"):
+        os.utime(path)
     return tree
 
 
