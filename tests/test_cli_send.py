@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 import fastsmtp
-from fastsmtp._send_cmd import Row, load_results, read_rows
+from fastsmtp.cli._records import Row, load_results, read_rows
 from tests.peers.aiosmtpd_server import CaptureServer
 from tests.peers.certs import TestPKI
 from tests.peers.postfix import PostfixInstance
@@ -255,7 +255,7 @@ def test_resume_refuses_a_changed_recipients_file(
 def test_unreachable_server_is_one_clear_line(tmp_path: Path, templates: dict[str, Path]) -> None:
     from tests.peers.ports import free_port
 
-    recipients = write_csv(tmp_path / "r.csv", [{"email": "a@example.org"}], ["email"])
+    recipients = write_csv(tmp_path / "r.csv", order_rows(1), ["email", "name", "order"])
     results = tmp_path / "out.jsonl"
     proc = run_send(*base_args(free_port(), templates, recipients, results))
     assert proc.returncode == 3
@@ -291,11 +291,12 @@ def test_password_needs_env_or_a_terminal(
     capture_server: Factory, tmp_path: Path, templates: dict[str, Path]
 ) -> None:
     server = capture_server()
-    recipients = write_csv(tmp_path / "r.csv", [{"email": "a@example.org"}], ["email"])
+    recipients = write_csv(tmp_path / "r.csv", order_rows(1), ["email", "name", "order"])
     env = {k: v for k, v in os.environ.items() if k != "FASTSMTP_PASSWORD"}
     proc = subprocess.run(
         send_cmd(
-            *base_args(server.port, templates, recipients, tmp_path / "o.jsonl"), "--user", "u"
+            *base_args(server.port, templates, recipients, tmp_path / "o.jsonl"),
+            *("--user", "u", "--insecure-plaintext-auth"),
         ),
         capture_output=True,
         text=True,
@@ -315,8 +316,11 @@ def test_plaintext_auth_needs_the_insecure_flag(
     env = {"FASTSMTP_PASSWORD": "pw"}
     args = [*base_args(server.port, templates, recipients, tmp_path / "o.jsonl"), "--user", "ann"]
     proc = run_send(*args, env=env)
-    assert proc.returncode == 3
-    assert "plaintext" in proc.stderr and "Traceback" not in proc.stderr
+    # Refused before connecting (and so before any password prompt), in CLI terms.
+    assert proc.returncode == 2
+    (line,) = proc.stderr.strip().splitlines()
+    assert "without TLS" in line and "--insecure-plaintext-auth" in line
+    assert "allow_plaintext_auth" not in line and "tls='" not in line
     proc = run_send(*args, "--insecure-plaintext-auth", env=env)
     assert proc.returncode == 0, proc.stderr
     assert server.wait_for(1)[0].auth_login == "ann"

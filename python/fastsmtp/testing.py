@@ -3,7 +3,7 @@
 ``CaptureServer`` is an aiosmtpd server on 127.0.0.1 that keeps every message it receives
 (envelope and raw bytes), optionally writes each one as an ``.eml`` file, and can print a
 one-line summary per message. ``fastsmtp sink`` runs it from the shell; your own tests can
-start it in-process:
+start it in-process (``pip install 'fastsmtp[testing]'`` installs aiosmtpd, which it runs on):
 
     with CaptureServer() as server:
         ...send to ("127.0.0.1", server.port) with tls="none"...
@@ -23,8 +23,17 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, Envelope, Session
+try:
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.smtp import SMTP, Envelope, Session
+except ModuleNotFoundError as e:  # pragma: no cover - tested in a venv without the extra
+    if e.name is None or e.name.partition(".")[0] != "aiosmtpd":
+        raise
+    raise ModuleNotFoundError(
+        "fastsmtp.testing needs aiosmtpd, which comes with the 'testing' extra: "
+        "pip install 'fastsmtp[testing]'",
+        name="aiosmtpd",
+    ) from e
 
 
 @dataclasses.dataclass(frozen=True)

@@ -50,6 +50,17 @@ failure, 421 greeting or a failed ``HostTLS`` requirement); ``await dest.acquire
 before sending; ``dest.record_reply(...)`` for every reply.
 """
 
+try:
+    import cryptography  # noqa: F401
+    import dns  # noqa: F401
+    import idna  # noqa: F401
+except ModuleNotFoundError as e:  # pragma: no cover - tested in a venv without the extra
+    raise ModuleNotFoundError(
+        f"fastsmtp.routing (direct delivery) needs {e.name}, which comes with the 'direct' "
+        "extra: pip install 'fastsmtp[direct]'",
+        name=e.name,
+    ) from e
+
 from ._dane import DANE_EE, DANE_TA, DaneResult, tlsa_data, usable_tlsa, verify_chain
 from ._errors import RouteError, RouteFailure, RoutingConfigError
 from ._limiter import GCRA, RateLimiter

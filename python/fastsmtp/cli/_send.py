@@ -1,34 +1,37 @@
 """``fastsmtp send``: a personalized bulk job from the shell, with a results file and resume.
 
-Recipients come from a CSV file (a header row; an ``email`` or ``address`` column, an
-optional ``name`` column, every other column is template data) or a JSONL file (one object
-per line, the same keys, any JSON values). Each record has an *index*: its 0-based position
-among the file's records (CSV data rows, non-blank JSONL lines). The job writes one JSON
-line per recipient to the results file (a ``fastsmtp.Result``, with that index) the moment
-its outcome is known, with one unbuffered ``write`` each, so a crash or a kill loses nothing
-already reported.
-
-``--resume`` reads the results file first and skips every record that already has a line
-(index and address must agree, so an edited recipients file is refused rather than
-guessed at), then appends. A recipient whose message was on the wire when the process died
-has no line yet and is sent again on resume: at most the handful of messages in flight at
-that instant can arrive twice, which is why lines are written immediately.
+The recipients and results files are described in ``_records``. ``--resume`` reads the
+results file first and skips every record that already has a line (index and address must
+agree, so an edited recipients file is refused rather than guessed at), then appends. A
+recipient whose message was on the wire when the process died has no line yet and is sent
+again on resume: at most the handful of messages in flight at that instant can arrive
+twice, which is why lines are written immediately. ``--limit N`` handles at most N records
+in this run (each gets a line); ``--resume`` continues from there.
 
 Ctrl-C stops feeding new recipients, drops those queued but not yet handed to the server
 (they get no line, so ``--resume`` sends them), waits up to ``--grace`` seconds for the
 in-flight ones, prints the summary and exits 130; a second Ctrl-C stops waiting.
 
-Connection problems: before reading any recipient the job opens one connection (greeting,
-EHLO, STARTTLS, AUTH), so an unreachable server or wrong credentials end with one line on
-stderr and exit 3, and nothing is written. If the server is lost mid-job, the engine gives
-up on the queued messages without sending them; those get no line (``--resume`` sends
-them) and the job stops with exit 3.
+Before anything is sent: the options, the files and the templates are checked (a template
+variable that is not a CSV column is a usage error); a password that would travel without
+TLS (``--tls none``) is refused before it is asked for; when the password must be typed at
+the prompt, the server is contacted first (reachable, certificate trusted, STARTTLS offered
+when the password needs it), so nobody types a password for a job that cannot run. Then the
+job opens one connection (greeting, EHLO, STARTTLS, AUTH), so an unreachable server or wrong
+credentials end with one line on stderr and exit 3, and nothing is written. If the server
+is lost mid-job, the engine gives up on the queued messages without sending them; those get
+no line (``--resume`` sends them) and the job stops with exit 3.
 
 Bad records (no address, an invalid address, a template variable the record lacks, a
 malformed JSONL line) become ``failed`` lines with the reason, and the job goes on.
 
-Exit codes: 0 every recipient accepted; 1 some were rejected, deferred or failed; 2 bad
-usage or input; 3 cannot connect or authenticate, or the server was lost; 130 interrupted.
+``--dry-run`` renders every record's message exactly as the job would (addresses, template
+variables, header values), prints the summary and the reasons for the invalid ones, and
+sends and writes nothing.
+
+Exit codes: 0 every recipient accepted (with ``--dry-run``: every message valid); 1 some
+were rejected, deferred or failed (invalid); 2 bad usage or input; 3 cannot connect or
+authenticate, or the server was lost; 130 interrupted.
 """
 
 from __future__ import annotations
@@ -46,8 +49,9 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
+from itertools import islice
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import msgspec
 from rich.console import Console
@@ -63,10 +67,22 @@ from rich.progress import (
 from rich.text import Text
 
 from fastsmtp import _fastsmtp as core
-from fastsmtp._config import TLS_MODES, TLSMode
+from fastsmtp._config import TLSMode
 from fastsmtp._engine import Engine, run
-from fastsmtp._errors import FastSMTPError, InvalidMessage
+from fastsmtp._errors import FastSMTPError, InvalidMessage, TLSRequiredError
 from fastsmtp._models import Attachment, BatchReport, Message, Recipient, Result
+from fastsmtp.cli._advice import cli_syntax, describe
+from fastsmtp.cli._parser import PASSWORD_ENV
+from fastsmtp.cli._records import (
+    Format,
+    ResultsWriter,
+    Row,
+    UsageError,
+    count_records,
+    load_results,
+    read_rows,
+)
+from fastsmtp.cli._summary import Reasons, summary_table
 
 EXIT_OK = 0
 EXIT_NOT_ALL_ACCEPTED = 1
@@ -74,123 +90,29 @@ EXIT_USAGE = 2
 EXIT_CONNECTION = 3
 EXIT_INTERRUPTED = 130
 
-PASSWORD_ENV = "FASTSMTP_PASSWORD"
 DEFAULT_PORTS: dict[TLSMode, int] = {"implicit": 465, "starttls": 587}
-ADDRESS_KEYS = ("email", "address")
 
 INTERRUPTED = "not sent: the job was interrupted before this message reached the server"
 """The reason given to queued recipients dropped by Ctrl-C; they get no results line."""
 
-Format = Literal["csv", "jsonl"]
-
-
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
+DRY_RUN_CHUNK = 1000
+"""Records rendered per call in --dry-run (the engine's batches render in chunks too)."""
 
-class UsageError(Exception):
-    """A problem with the command line or the input files: one line, exit 2."""
+DRY_RUN_EXAMPLES = 5
+"""Invalid records --dry-run lists one by one (after the table of reasons)."""
 
 
-# -- command line ------------------------------------------------------------------------
-
-
-def add_parser(sub: Any) -> None:
-    """Add the ``send`` subcommand to ``fastsmtp``'s subparsers."""
-    p: argparse.ArgumentParser = sub.add_parser(
-        "send",
-        help="send a personalized message to every recipient of a CSV/JSONL file",
-        description=(
-            "Send one personalized message per recipient. Subject, text and html are "
-            "templates: {{ column }} is replaced by the recipient's value. The password "
-            f"comes from ${PASSWORD_ENV} or a prompt, never from the command line."
-        ),
-        epilog=(
-            "exit status: 0 all accepted, 1 some rejected/deferred/failed, 2 bad usage or "
-            "input, 3 cannot connect or authenticate (or the server was lost), 130 "
-            "interrupted by Ctrl-C or SIGTERM (re-run with --resume)"
-        ),
-    )
-    p.add_argument("--host", required=True, metavar="H", help="SMTP server")
-    p.add_argument(
-        "--port",
-        type=int,
-        default=None,
-        metavar="P",
-        help="default 465 (implicit), 587 (starttls), else 25",
-    )
-    p.add_argument(
-        "--tls",
-        choices=TLS_MODES,
-        default="starttls",
-        metavar="MODE",
-        help=f"{', '.join(TLS_MODES)} (default starttls)",
-    )
-    p.add_argument(
-        "--cafile", type=Path, metavar="FILE", help="PEM file of CAs to trust for the server cert"
-    )
-    p.add_argument(
-        "--user", metavar="U", help=f"AUTH user name (password: ${PASSWORD_ENV} or a prompt)"
-    )
-    p.add_argument(
-        "--insecure-plaintext-auth",
-        action="store_true",
-        help="allow sending the password over a connection without TLS",
-    )
-    p.add_argument(
-        "--from", dest="sender", required=True, metavar="ADDR", help="From, e.g. 'Ann <a@x.org>'"
-    )
-    p.add_argument("--subject", required=True, metavar="TPL", help="subject template")
-    p.add_argument("--text", type=Path, metavar="FILE", help="plain-text body template file")
-    p.add_argument("--html", type=Path, metavar="FILE", help="HTML body template file")
-    p.add_argument(
-        "--attach", type=Path, action="append", default=[], metavar="FILE", help="attach a file"
-    )
-    p.add_argument(
-        "--header",
-        action="append",
-        default=[],
-        metavar="'NAME: VALUE'",
-        help="extra header (value is a template); repeatable",
-    )
-    p.add_argument(
-        "--reply-to", action="append", default=[], metavar="ADDR", help="Reply-To address"
-    )
-    p.add_argument(
-        "--recipients",
-        type=Path,
-        required=True,
-        metavar="FILE",
-        help="recipients, FILE.csv or FILE.jsonl",
-    )
-    p.add_argument("--format", choices=("csv", "jsonl"), help="default: from the file name")
-    p.add_argument(
-        "--results", type=Path, required=True, metavar="OUT.jsonl", help="results file (JSONL)"
-    )
-    p.add_argument("--resume", action="store_true", help="skip recipients already in --results")
-    p.add_argument(
-        "--connections", type=int, default=8, metavar="N", help="parallel connections (8)"
-    )
-    p.add_argument(
-        "--rate", type=float, default=None, metavar="N", help="at most N messages a second"
-    )
-    p.add_argument(
-        "--timeout", type=float, default=30.0, metavar="S", help="network timeout, s (30)"
-    )
-    p.add_argument("--dkim-key", type=Path, metavar="FILE", help="sign with DKIM: PEM private key")
-    p.add_argument("--dkim-selector", metavar="S", help="DKIM selector (with --dkim-key)")
-    p.add_argument("--dkim-domain", metavar="D", help="DKIM d= domain (default: the --from domain)")
-    p.add_argument(
-        "--grace",
-        type=float,
-        default=30.0,
-        metavar="S",
-        help="after Ctrl-C, wait this long for in-flight",
-    )
+class ConnectionProblem(Exception):
+    """The server cannot be used for this job (unreachable, untrusted, no STARTTLS for a
+    password): one line, exit 3."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class JobSpec:
-    """Everything the job needs, checked and loaded (files read, password obtained)."""
+    """Everything the job needs, checked and loaded (files read; the password is added
+    after the checks that must come before asking for it)."""
 
     template: Message
     recipients: Path
@@ -199,28 +121,46 @@ class JobSpec:
     resume: bool
     engine_options: dict[str, Any]
     grace: float
+    limit: int | None
+    dry_run: bool
 
 
-def main(args: argparse.Namespace, console: Console) -> int:
+def main(args: argparse.Namespace) -> int:
     """Run ``fastsmtp send``; returns the exit code. Problems are one line on stderr."""
+    console = Console()
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     try:
         spec = _load(args)
+        if spec.dry_run:
+            return DryRun(spec, console, err).run()
+        if args.user:
+            spec.engine_options["password"] = _obtain_password(args.user, spec)
+        return run(SendJob(spec, console, err).run())
     except UsageError as e:
         err.print(f"fastsmtp send: error: {e}", markup=False)
         return EXIT_USAGE
-    try:
-        return run(SendJob(spec, console, err).run())
+    except ConnectionProblem as e:
+        err.print(f"fastsmtp send: error: {e}", markup=False)
+        return EXIT_CONNECTION
     except KeyboardInterrupt:  # before the job installed its own handler
         err.print("fastsmtp send: interrupted", markup=False)
         return EXIT_INTERRUPTED
 
 
+# -- checking the command line ---------------------------------------------------------------
+
+
 def _load(args: argparse.Namespace) -> JobSpec:
     if args.text is None and args.html is None:
         raise UsageError("give --text FILE and/or --html FILE")
-    if args.connections < 1:
-        raise UsageError("--connections must be at least 1")
+    for option, value in (
+        ("--connections", args.connections),
+        ("--max-attempts", args.max_attempts),
+    ):
+        if value < 1:
+            raise UsageError(f"{option} must be at least 1")
+    if args.limit is not None and args.limit < 0:
+        raise UsageError("--limit must be 0 or more")
     if args.rate is not None and args.rate <= 0:
         raise UsageError("--rate must be positive")
     fmt: Format
@@ -238,6 +178,49 @@ def _load(args: argparse.Namespace) -> JobSpec:
         raise UsageError(
             f"{args.results} exists: add --resume to continue that job, or choose a new file"
         )
+    tls: TLSMode = args.tls
+    if args.user and tls == "none" and not args.insecure_plaintext_auth:
+        raise UsageError(
+            "--user with --tls none would send the password without TLS: use --tls "
+            "starttls or --tls implicit, or add --insecure-plaintext-auth if you really "
+            "mean it"
+        )
+    template = _template(args)
+    if fmt == "csv":
+        _check_columns(template, args.recipients)
+    options: dict[str, Any] = {
+        "host": args.host,
+        "port": args.port or DEFAULT_PORTS.get(tls, 25),
+        "tls": tls,
+        "connections": args.connections,
+        "rate_limit": args.rate,
+        "timeout": args.timeout,
+        "max_attempts": args.max_attempts,
+        "allow_plaintext_auth": args.insecure_plaintext_auth,
+    }
+    if args.cafile is not None:
+        try:
+            options["ssl_context"] = ssl.create_default_context(cafile=str(args.cafile))
+        except (OSError, ssl.SSLError) as e:
+            raise UsageError(f"cannot load --cafile {args.cafile}: {e}") from None
+    if args.dkim_key is not None:
+        options["dkim"] = _dkim_signer(args)
+    if args.user:
+        options["username"] = args.user
+    return JobSpec(
+        template=template,
+        recipients=args.recipients,
+        format=fmt,
+        results=args.results,
+        resume=args.resume,
+        engine_options=options,
+        grace=args.grace,
+        limit=args.limit,
+        dry_run=args.dry_run,
+    )
+
+
+def _template(args: argparse.Namespace) -> Message:
     headers: dict[str, str] = {}
     for item in args.header:
         name, sep, value = item.partition(":")
@@ -259,35 +242,27 @@ def _load(args: argparse.Namespace) -> JobSpec:
         raise UsageError(f"cannot read {e.filename}: {e.strerror}") from None
     except InvalidMessage as e:
         raise UsageError(f"invalid message: {e}") from None
-    tls: TLSMode = args.tls
-    options: dict[str, Any] = {
-        "host": args.host,
-        "port": args.port or DEFAULT_PORTS.get(tls, 25),
-        "tls": tls,
-        "connections": args.connections,
-        "rate_limit": args.rate,
-        "timeout": args.timeout,
-        "allow_plaintext_auth": args.insecure_plaintext_auth,
-    }
-    if args.cafile is not None:
-        try:
-            options["ssl_context"] = ssl.create_default_context(cafile=str(args.cafile))
-        except (OSError, ssl.SSLError) as e:
-            raise UsageError(f"cannot load --cafile {args.cafile}: {e}") from None
-    if args.dkim_key is not None:
-        options["dkim"] = _dkim_signer(args)
-    if args.user:
-        options["username"] = args.user
-        options["password"] = _password(args.user, args.host)
-    return JobSpec(
-        template=template,
-        recipients=args.recipients,
-        format=fmt,
-        results=args.results,
-        resume=args.resume,
-        engine_options=options,
-        grace=args.grace,
-    )
+    return template
+
+
+def _check_columns(template: Message, path: Path) -> None:
+    """A template variable that is no column of the CSV file is missing for every
+    recipient: say so now, before connecting or asking for a password."""
+    needed = core.Template(template.to_spec(), None).recipient_variables
+    if not needed:
+        return
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            header = next(csv.reader(f), [])
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise UsageError(f"cannot read {path}: {e}") from None
+    missing = sorted(needed - {name.strip() for name in header})
+    if missing:
+        names = ", ".join(missing)
+        raise UsageError(
+            f"the templates use {names}, but {path} has no such column "
+            f"(columns: {', '.join(header) or 'none'})"
+        )
 
 
 def _dkim_signer(args: argparse.Namespace) -> core.DKIMSigner:
@@ -313,167 +288,112 @@ def _read_text(path: Path | None) -> str | None:
         raise UsageError(f"{path} is not UTF-8 text") from None
 
 
-def _password(user: str, host: str) -> str:
+# -- the password ------------------------------------------------------------------------------
+
+
+def _obtain_password(user: str, spec: JobSpec) -> str:
     password = os.environ.get(PASSWORD_ENV)
     if password is not None:
         return password
     # Never a flag: command lines are visible to every user of the machine (ps, /proc).
     if not sys.stdin.isatty():
         raise UsageError(f"--user needs a password: set ${PASSWORD_ENV} (stdin is not a terminal)")
+    run(_probe(spec.engine_options))
+    host = spec.engine_options["host"]
     try:
         return getpass.getpass(f"password for {user} at {host}: ")
     except (EOFError, KeyboardInterrupt):
         raise UsageError("no password given") from None
 
 
-# -- reading recipients --------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Row:
-    """One record of the recipients file."""
-
-    index: int
-    address: str
-    name: str | None
-    data: dict[str, Any]
-    error: str | None = None
-    """Why this record cannot be sent at all (it becomes a ``failed`` line)."""
-
-
-def read_rows(path: Path, fmt: Format) -> Iterator[Row]:
-    """The file's records in order, each with its index. Raises UsageError for problems
-    with the file as a whole (unreadable, no address column)."""
+async def _probe(options: dict[str, Any]) -> None:
+    """Connect once without credentials before the password is typed: the server must be
+    reachable with this TLS setup, and with ``--tls opportunistic`` it must offer STARTTLS,
+    unless ``--insecure-plaintext-auth`` allows the password without it."""
+    probe = {k: v for k, v in options.items() if k not in ("username", "allow_plaintext_auth")}
+    plaintext_ok = options["allow_plaintext_auth"]
+    if options["tls"] == "opportunistic" and not plaintext_ok:
+        probe["tls"] = "starttls"
+    where = f"{options['host']}:{options['port']}"
     try:
-        if fmt == "csv":
-            yield from _csv_rows(path)
-        else:
-            yield from _jsonl_rows(path)
-    except UnicodeDecodeError as e:
-        raise UsageError(f"{path} is not UTF-8: {e}") from None
-    except (OSError, csv.Error) as e:
-        raise UsageError(f"cannot read {path}: {e}") from None
+        async with Engine(**probe) as engine:
+            await engine.connect()
+    except TLSRequiredError:
+        raise ConnectionProblem(
+            f"{where} does not offer STARTTLS, so the password would travel without TLS "
+            "(add --insecure-plaintext-auth if you really mean it)"
+        ) from None
+    except (FastSMTPError, ssl.SSLError, OSError) as e:
+        raise ConnectionProblem(f"{where}: {describe(e)}") from None
 
 
-def _csv_rows(path: Path) -> Iterator[Row]:
-    # utf-8-sig: spreadsheet exports often start with a byte-order mark.
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
-        fields = [name.strip() for name in reader.fieldnames or []]
-        reader.fieldnames = fields
-        key = next((k for k in fields if k.lower() in ADDRESS_KEYS), None)
-        if key is None:
-            raise UsageError(f"{path} has no 'email' or 'address' column (header: {fields})")
-        name_key = next((k for k in fields if k.lower() == "name"), None)
-        for index, raw in enumerate(reader):
-            # A short row has None for the missing cells: leave them out, so a template
-            # that needs one reports the variable as missing for this recipient.
-            data = {k: v for k, v in raw.items() if k is not None and v is not None}
-            address = (data.pop(key, None) or "").strip()
-            name = data.pop(name_key, None) if name_key else None
-            if not address:
-                error = f"line {reader.line_num}: no address in column {key!r}"
-                yield Row(index, "", None, data, error)
-            else:
-                yield Row(index, address, name or None, data)
+# -- the dry run -----------------------------------------------------------------------------
 
 
-def _jsonl_rows(path: Path) -> Iterator[Row]:
-    decoder = msgspec.json.Decoder()
-    with open(path, "rb") as f:
-        index = 0
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = decoder.decode(line)
-            except msgspec.DecodeError as e:
-                yield Row(index, "", None, {}, f"line {lineno}: invalid JSON: {e}")
-                index += 1
-                continue
-            if not isinstance(obj, dict):
-                yield Row(index, "", None, {}, f"line {lineno}: not a JSON object")
-                index += 1
-                continue
-            key = next((k for k in obj if k.lower() in ADDRESS_KEYS), None)
-            address = obj.pop(key, None) if key else None
-            name = obj.pop("name", None)
-            if not isinstance(address, str) or not address.strip():
-                error = f"line {lineno}: no address (an 'email' or 'address' string)"
-                yield Row(index, "", None, obj, error)
-            else:
-                yield Row(index, address.strip(), name if isinstance(name, str) else None, obj)
-            index += 1
+class DryRun:
+    """``--dry-run``: every record rendered as the job would render it; nothing sent."""
+
+    def __init__(self, spec: JobSpec, console: Console, err: Console) -> None:
+        self.spec = spec
+        self.console = console
+        self.err = err
+        self.report = BatchReport()
+        self.reasons = Reasons()
+        self.skipped = 0
+        self.examples: list[str] = []
+        """The first few invalid records, to find them in the file."""
+
+    def run(self) -> int:
+        spec = self.spec
+        done = load_results(spec.results, rewrite=False) if spec.resume else {}
+        template = core.Template(spec.template.to_spec(), None)
+        started = time.perf_counter()
+        rows: Iterator[Row] = (
+            row for row in read_rows(spec.recipients, spec.format) if not self._done(row, done)
+        )
+        if spec.limit is not None:
+            rows = islice(rows, spec.limit)
+        while chunk := list(islice(rows, DRY_RUN_CHUNK)):
+            good = [row for row in chunk if row.error is None]
+            rendered = template.render([(row.address, row.name, row.data) for row in good])
+            for row in chunk:
+                if row.error is not None:
+                    self._invalid(row, row.error)
+            for row, outcome in zip(good, rendered, strict=True):
+                if isinstance(outcome, Exception):
+                    self._invalid(row, str(outcome))
+                else:
+                    self.report.count("accepted")
+        self.report.elapsed = time.perf_counter() - started
+        invalid = self.report.failed
+        valid = self.report.accepted
+        self.console.print(
+            f"dry run: {self.report.total} recipients checked, {valid} messages valid, "
+            f"{invalid} invalid; nothing was sent and no results were written"
+        )
+        if self.skipped:
+            self.console.print(f"skipped {self.skipped} recipients already in {spec.results}")
+        if self.reasons:
+            self.console.print(self.reasons.table(title="why messages are invalid"))
+            self.console.print("first invalid records (index from 0, as in the results file):")
+            for example in self.examples:
+                self.console.print(f"  {example}", markup=False, highlight=False)
+        return EXIT_OK if not invalid else EXIT_NOT_ALL_ACCEPTED
+
+    def _done(self, row: Row, done: dict[int, str]) -> bool:
+        if row.index in done:
+            self.skipped += 1
+            return True
+        return False
+
+    def _invalid(self, row: Row, reason: str) -> None:
+        self.report.count("failed")
+        self.reasons.add(Result(recipient=row.address, status="failed", text=reason))
+        if len(self.examples) < DRY_RUN_EXAMPLES:
+            self.examples.append(f"record {row.index} ({row.address or 'no address'}): {reason}")
 
 
-def count_records(path: Path, fmt: Format) -> int:
-    """How many records the file has (a quick pass, for the progress bar's total)."""
-    try:
-        if fmt == "csv":
-            with open(path, newline="", encoding="utf-8-sig") as f:
-                return max(0, sum(1 for _ in csv.reader(f)) - 1)
-        with open(path, "rb") as f:
-            return sum(1 for line in f if line.strip())
-    except (OSError, UnicodeDecodeError, csv.Error) as e:
-        raise UsageError(f"cannot read {path}: {e}") from None
-
-
-# -- the results file ----------------------------------------------------------------------
-
-
-def load_results(path: Path) -> dict[int, str]:
-    """Index -> recipient of every line already in the results file.
-
-    A line cut short by a crash (or any undecodable line) is dropped and the file rewritten
-    without it, so that appending starts on a fresh line.
-    """
-    done: dict[int, str] = {}
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        return done
-    decoder = msgspec.json.Decoder(Result)
-    good: list[bytes] = []
-    dropped = 0
-    for line in raw.splitlines():
-        if not line.strip():
-            continue
-        try:
-            result = decoder.decode(line)
-        except msgspec.DecodeError:
-            dropped += 1
-            continue
-        if result.index in done:
-            dropped += 1  # a duplicate: keep the first, which is what resume skipped on
-            continue
-        done[result.index] = result.recipient
-        good.append(line)
-    if dropped or (raw and not raw.endswith(b"\n")):
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_bytes(b"".join(line + b"\n" for line in good))
-        os.replace(tmp, path)
-    return done
-
-
-class ResultsWriter:
-    """Appends one JSON line per Result, each with a single unbuffered write: once a line is
-    written, the process can die without losing it (the kernel has it)."""
-
-    def __init__(self, path: Path) -> None:
-        self._file = open(path, "ab", buffering=0)  # noqa: SIM115 - closed by close()
-        self._encoder = msgspec.json.Encoder()
-        self._buffer = bytearray()
-
-    def write(self, result: Result) -> None:
-        self._encoder.encode_into(result, self._buffer)
-        self._buffer.extend(b"\n")
-        self._file.write(self._buffer)
-
-    def close(self) -> None:
-        self._file.close()
-
-
-# -- the job -------------------------------------------------------------------------------
+# -- the job ---------------------------------------------------------------------------------
 
 
 class RateColumn(ProgressColumn):
@@ -492,9 +412,13 @@ class SendJob:
         self.console = console
         self.err = err
         self.report = BatchReport()
+        self.reasons = Reasons()
         self.statuses: Counter[str] = Counter()
         self.skipped = 0
         self.not_sent = 0
+        self.handled = 0
+        """Records of this run that were handed to the engine or got a line directly."""
+        self.left_by_limit = False
         self.pending: dict[int, int] = {}
         """Engine index -> record index of the recipients handed to the engine."""
         self.fed = 0
@@ -514,10 +438,10 @@ class SendJob:
         engine = Engine(**spec.engine_options)
         self.engine = engine
         try:
-            await _check_connection(engine)
+            await engine.connect()
         except (FastSMTPError, ssl.SSLError, OSError) as e:
             host, port = engine.config.host, engine.config.port
-            self.err.print(f"fastsmtp send: error: {host}:{port}: {e}", markup=False)
+            self.err.print(f"fastsmtp send: error: {host}:{port}: {describe(e)}", markup=False)
             return EXIT_CONNECTION
         try:
             if spec.resume:
@@ -554,6 +478,8 @@ class SendJob:
             disable=not self.err.is_terminal,
         )
         todo = max(0, total - len(self.done))
+        if self.spec.limit is not None:
+            todo = min(todo, self.spec.limit)
         task = progress.add_task("send", total=todo, counts="")
         started = time.perf_counter()
         code: int | None = None
@@ -573,7 +499,7 @@ class SendJob:
             if batch.done():
                 exc = batch.exception()
                 if isinstance(exc, UsageError | InvalidMessage):
-                    self.err.print(f"fastsmtp send: error: {exc}", markup=False)
+                    self.err.print(f"fastsmtp send: error: {describe(exc)}", markup=False)
                     code = EXIT_USAGE
                 elif exc is not None:
                     raise exc
@@ -585,7 +511,8 @@ class SendJob:
             for signum in STOP_SIGNALS:
                 loop.remove_signal_handler(signum)
         self.report.elapsed = time.perf_counter() - started
-        self._summary()
+        if code is None or self.report.total:
+            self._summary()
         if not batch.done():
             # Closing politely would wait for the very replies we gave up on; every line
             # already went out with its own write(), so leaving now loses nothing.
@@ -605,12 +532,17 @@ class SendJob:
 
     def _recipients(self) -> Iterator[Recipient]:
         """The records still to send, as Recipients; writes bad records' lines directly."""
+        limit = self.spec.limit
         for row in read_rows(self.spec.recipients, self.spec.format):
             if self.stopping:
                 return
             if row.index in self.done:
                 self.skipped += 1
                 continue
+            if limit is not None and self.handled >= limit:
+                self.left_by_limit = True
+                return
+            self.handled += 1
             if row.error is not None:
                 self._record(
                     Result(recipient=row.address, status="failed", text=row.error, index=row.index)
@@ -657,6 +589,7 @@ class SendJob:
             return
         self.writer.write(result)
         self.report.count(result)
+        self.reasons.add(result)
         self.statuses[result.status] += 1
 
     # Progress ------------------------------------------------------------------------------
@@ -698,22 +631,25 @@ class SendJob:
             self.engine.cancel_pending(INTERRUPTED)
 
     def _summary(self) -> None:
-        from fastsmtp.cli import summary_table
-
         self.console.print(summary_table(self.report))
+        if self.reasons:
+            self.console.print(self.reasons.table())
         if self.skipped:
             self.console.print(f"skipped {self.skipped} recipients already in {self.spec.results}")
         if self.lost is not None:
-            self.err.print(f"fastsmtp send: error: lost the server: {self.lost}", markup=False)
+            self.err.print(
+                f"fastsmtp send: error: lost the server: {cli_syntax(self.lost)}",
+                markup=False,
+            )
         if self.not_sent:
             self.err.print(
                 f"{self.not_sent} recipients were not sent: run again with --resume to send them",
                 markup=False,
             )
-        self.console.print(f"results: {self.spec.results}")
-
-
-async def _check_connection(engine: Engine) -> None:
-    """Open the first connection up front (greeting, EHLO, STARTTLS, AUTH), so that a wrong
-    host, port, certificate or password is one clear error before the job starts."""
-    await engine.connect()
+        if self.left_by_limit:
+            self.console.print(
+                f"stopped after --limit {self.spec.limit} recipients: run again with --resume "
+                "to continue"
+            )
+        if self.spec.results.exists():
+            self.console.print(f"results: {self.spec.results}")
