@@ -363,7 +363,7 @@ class DryRun:
                 if isinstance(outcome, Exception):
                     self._invalid(row, str(outcome))
                 else:
-                    self.report.count("accepted")
+                    self.report.count_accepted(1)
         self.report.elapsed = time.perf_counter() - started
         invalid = self.report.failed
         valid = self.report.accepted
@@ -387,8 +387,9 @@ class DryRun:
         return False
 
     def _invalid(self, row: Row, reason: str) -> None:
-        self.report.count("failed")
-        self.reasons.add(Result(recipient=row.address, status="failed", text=reason))
+        result = Result(recipient=row.address, status="failed", text=reason)
+        self.report.count(result)
+        self.reasons.add(result)
         if len(self.examples) < DRY_RUN_EXAMPLES:
             self.examples.append(f"record {row.index} ({row.address or 'no address'}): {reason}")
 

@@ -105,7 +105,7 @@ def verify_chain(
         certs = [x509.load_der_x509_certificate(der) for der in chain]
     except ValueError as exc:
         return DaneResult(False, None, f"unparsable certificate: {exc}", "validation-failure")
-    when = now or dt.datetime.now(dt.UTC)
+    when = now or dt.datetime.now(dt.timezone.utc)
 
     for record in usable:
         if record.usage == DANE_EE and _matches(certs[0], chain[0], record):

@@ -295,8 +295,7 @@ class MTASTS:
         self.fetches += 1
         host = f"mta-sts.{domain}"
         try:
-            async with asyncio.timeout(self.timeout):
-                policy = await self._get(host, policy_id)
+            policy = await asyncio.wait_for(self._get(host, policy_id), self.timeout)
         except ssl.SSLCertVerificationError as exc:
             return self._failed(domain, "sts-webpki-invalid", f"{host}: certificate: {exc}")
         except STSPolicyError as exc:

@@ -37,13 +37,18 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import math
+import sys
 import time
-import tomllib
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - the 'direct' extra installs tomli on 3.10
+    import tomli as tomllib  # type: ignore[import-not-found,no-redef,unused-ignore]
 
 from ._errors import RoutingConfigError
 from ._limiter import RateLimiter
