@@ -77,7 +77,8 @@ def build(**overrides: Any) -> _fastsmtp.BuiltMessage:
 
 
 def tree(part: EmailMessage, indent: int = 0) -> list[str]:
-    """The MIME tree as lines: content type, transfer encoding, disposition, filename, cid."""
+    """The MIME tree as lines: content type, transfer encoding, disposition, filename, cid,
+    and the start of each text body's decoded content."""
     bits = [part.get_content_type()]
     if part.get_content_maintype() != "multipart":
         bits.append(f"cte={part.get('Content-Transfer-Encoding', '7bit')}")
@@ -92,6 +93,12 @@ def tree(part: EmailMessage, indent: int = 0) -> list[str]:
         bits.append(f"filename={filename}")
     if part["Content-ID"]:
         bits.append(f"cid={part['Content-ID']}")
+    if part.get_content_maintype() == "text" and not filename:
+        # A body's decoded text, exactly (its line breaks and the lack of a final one).
+        text = part.get_content()
+        assert isinstance(text, str)
+        text = text.replace("\r\n", "\n")
+        bits.append(f"content={text[:60]!r}")
     lines = ["  " * indent + "; ".join(bits)]
     if part.is_multipart():
         for child in part.iter_parts():
@@ -104,10 +111,13 @@ def header_names(msg: EmailMessage) -> list[str]:
     return list(msg.keys())
 
 
-def normalize_text(text: str) -> str:
-    """What a reader gets back for a text body: newlines as \\n, ending with one."""
+def normalize_text(text: str, *, single_part: bool = False) -> str:
+    """What a reader gets back for a text body: newlines as \\n, and otherwise exactly the
+    text (RFC 2046 5.1.1: the CRLF before a boundary belongs to the boundary). The body of a
+    single-part message also ends with a newline, since DATA needs its last line ended (as
+    with smtplib and Django's SMTP backend)."""
     text = text.replace("\r\n", "\n").replace("\r", "\n")
-    if text and not text.endswith("\n"):
+    if single_part and text and not text.endswith("\n"):
         text += "\n"
     return text
 

@@ -87,8 +87,9 @@ def leaf(part: email.message.EmailMessage) -> tuple[Any, ...]:
     content: str | bytes = payload
     if part.get_content_maintype() == "text":
         text = payload.decode(part.get_content_charset() or "ascii")
-        # Line endings and the final newline belong to the transport, not the content.
-        content = text.replace("\r\n", "\n").rstrip("\n")
+        # Line endings belong to the transport; everything else, the last line break or
+        # its absence included, is content and must arrive exactly as Django delivers it.
+        content = text.replace("\r\n", "\n")
     return (
         part.get_content_type(),
         part.get_content_disposition(),
@@ -179,6 +180,14 @@ def html_only() -> EmailMessage:
 
 def html_alternative_without_text() -> EmailMessage:
     msg = EmailMultiAlternatives("Empty text body", "", "ann@example.com", ["bob@example.org"])
+    msg.attach_alternative("<p>just html</p>\n", "text/html")
+    return msg
+
+
+def html_alternative_without_text_or_final_newline() -> EmailMessage:
+    """Django sends a multipart/alternative holding only the HTML, exactly; fastsmtp would
+    send a single part, whose last line must be ended: Django's bytes go instead."""
+    msg = EmailMultiAlternatives("Open last line", "", "ann@example.com", ["bob@example.org"])
     msg.attach_alternative("<p>just html</p>", "text/html")
     return msg
 
@@ -314,7 +323,13 @@ def test_inline_parts_go_into_multipart_related(capture_server: Factory) -> None
 
 
 def test_unrepresentable_messages_fall_back_to_djangos_bytes(capture_server: Factory) -> None:
-    factories = [custom_subclass, latin1, calendar_alternative, forwarded]
+    factories = [
+        custom_subclass,
+        latin1,
+        calendar_alternative,
+        forwarded,
+        html_alternative_without_text_or_final_newline,
+    ]
     for factory in factories:
         assert isinstance(convert(factory()), RawMessage), factory
     server = capture_server()

@@ -20,7 +20,12 @@ Known differences in the native path, all equivalent for mail clients: transfer 
 differ (fastsmtp picks 7bit/quoted-printable/base64 itself); inline parts with a Content-ID
 go into a ``multipart/related`` with the HTML (Django puts them in ``multipart/mixed``);
 an HTML alternative with an empty text body is a single ``text/html`` part rather than a
-``multipart/alternative`` holding only that part.
+``multipart/alternative`` holding only that part (when the HTML ends with a line break, so
+the content is the same; otherwise Django's bytes are sent).
+
+Text content arrives exactly as with Django's SMTP backend: a part inside a multipart
+decodes to exactly its text (RFC 2046 5.1.1), and the text of a single-part message ends
+with a line break (DATA needs its last line ended; smtplib adds the same one).
 """
 
 from __future__ import annotations
@@ -240,7 +245,12 @@ def _bodies(message: EmailMessage) -> tuple[str | None, str | None]:
     content, mimetype = alternatives[0]
     if str(mimetype).lower() != "text/html" or not isinstance(content, str):
         raise Fallback(f"an alternative of type {mimetype!r}")
-    # Django leaves an empty text body out of the multipart/alternative.
+    if not body and not content.endswith(("\n", "\r")):
+        # Django leaves an empty text body out and sends a multipart/alternative holding
+        # only the HTML, whose last line stays open (RFC 2046 5.1.1); fastsmtp sends one
+        # text/html part, whose last line DATA needs ended. Same content only when the
+        # HTML ends with a line break.
+        raise Fallback("an HTML alternative without a text body or a final line break")
     return body or None, content
 
 

@@ -13,6 +13,13 @@
 //! base64 output cannot contain; 7bit parts that contain `--=_` are checked against each
 //! boundary, and the boundary is drawn again on a collision.
 //!
+//! A text part's encoded body ends where its text ends: RFC 2046 5.1.1, "The CRLF preceding
+//! the boundary delimiter line is conceptually attached to the boundary", so "Hi" is read
+//! back as "Hi" from a multipart, not "Hi\n". A message that is one text part has its last
+//! line ended instead (DATA needs it, RFC 5321 4.1.1.4), in every transfer encoding alike,
+//! as `smtplib` (and so Django's SMTP backend) ends it: such a text reads back with one
+//! final line break in every client.
+//!
 //! The work is split so a template can do most of it once per batch: [`Prepared`] is
 //! everything validated and encoded from the spec (addresses, static headers, attachments,
 //! layout); [`assemble`] takes the per-message pieces and writes the message.
@@ -87,12 +94,13 @@ pub struct EncodedPart {
 }
 
 /// Write a text part (`text/plain` or `text/html`, utf-8) and say whether its body needs
-/// boundary checks.
-pub fn write_text_part(out: &mut Vec<u8>, subtype: &str, text: &str) -> bool {
+/// boundary checks. `whole_body`: the part is the message's only part, whose last line is
+/// ended (see the module docs); otherwise it ends where `text` ends.
+pub fn write_text_part(out: &mut Vec<u8>, subtype: &str, text: &str, whole_body: bool) -> bool {
     let te = choose_text_encoding(text.as_bytes());
     write_text_part_header(out, subtype, te);
     let start = out.len();
-    write_text(text.as_bytes(), te, out);
+    write_text(text.as_bytes(), te, out, whole_body);
     te == TransferEncoding::SevenBit && has_marker(&out[start..])
 }
 
@@ -110,10 +118,10 @@ pub fn has_marker(body: &[u8]) -> bool {
     memchr::memmem::find(body, b"--=_").is_some()
 }
 
-/// A text part encoded once, to share.
-pub fn encode_text_part(subtype: &str, text: &str) -> EncodedPart {
+/// A text part encoded once, to share (`whole_body` as for [`write_text_part`]).
+pub fn encode_text_part(subtype: &str, text: &str, whole_body: bool) -> EncodedPart {
     let mut out = Vec::with_capacity(text.len() + text.len() / 16 + 96);
-    let marker = write_text_part(&mut out, subtype, text);
+    let marker = write_text_part(&mut out, subtype, text, whole_body);
     EncodedPart {
         bytes: out.into(),
         marker,
@@ -266,6 +274,12 @@ impl Prepared {
     /// 7bit parts (see [`EncodedPart::marker`]).
     pub fn has_boundaries(&self) -> bool {
         self.multiparts > 0
+    }
+
+    /// True when the message is one text part: its last line must be ended (see
+    /// [`write_text_part`]).
+    pub fn single_part(&self) -> bool {
+        self.multiparts == 0
     }
 
     /// Validate everything but subject, bodies and extra headers (which may be templates).
@@ -532,16 +546,17 @@ pub fn build_message(spec: &MessageSpec) -> Result<BuiltMessage> {
         check_extra_header(name, value)?;
         header::write_unstructured(&mut extra, name, value);
     }
+    let single = prep.single_part();
     let mut text_buf = Vec::new();
-    let text = spec.text.as_deref().map(|t| {
-        let marker = write_text_part(&mut text_buf, "plain", t);
-        (marker,)
-    });
+    let text_marker = spec
+        .text
+        .as_deref()
+        .map(|t| write_text_part(&mut text_buf, "plain", t, single));
     let mut html_buf = Vec::new();
-    let html = spec
+    let html_marker = spec
         .html
         .as_deref()
-        .map(|t| (write_text_part(&mut html_buf, "html", t),));
+        .map(|t| write_text_part(&mut html_buf, "html", t, single));
     let to: Vec<&Mailbox> = prep.to.iter().collect();
     let mut recipients: Vec<String> = prep.to.iter().map(|m| m.addr_spec().to_owned()).collect();
     recipients.extend(prep.extra_recipients.iter().cloned());
@@ -551,8 +566,8 @@ pub fn build_message(spec: &MessageSpec) -> Result<BuiltMessage> {
         smtputf8: prep.smtputf8,
         subject: &subject,
         extra_headers: &extra,
-        text: text.map(|(m,)| Piece::Bytes(&text_buf, m)),
-        html: html.map(|(m,)| Piece::Bytes(&html_buf, m)),
+        text: text_marker.map(|m| Piece::Bytes(&text_buf, m)),
+        html: html_marker.map(|m| Piece::Bytes(&html_buf, m)),
     };
     Ok(assemble(&prep, parts, &mut random::rng()))
 }

@@ -278,6 +278,7 @@ impl Template {
                     Field::Static(encode_text_part(
                         if key == "text" { "plain" } else { "html" },
                         &body,
+                        t.prep.single_part(),
                     ))
                 }
             };
@@ -491,7 +492,9 @@ impl Template {
                 if let Some(s) = segs {
                     write_text_part_header(buf, subtype, TransferEncoding::SevenBit);
                     let start = buf.len();
-                    if s.write_7bit(|k| ctx.lookup(k), name == "html", buf) {
+                    let escape = name == "html";
+                    let end = self.prep.single_part();
+                    if s.write_7bit(|k| ctx.lookup(k), escape, end, buf) {
                         direct = Some(start);
                     }
                 }
@@ -501,7 +504,7 @@ impl Template {
                     buf.clear();
                     let body = &self.render_text(name, segs, ctx)?;
                     buf.reserve(body.len() + body.len() / 16 + 96);
-                    write_text_part(buf, subtype, body)
+                    write_text_part(buf, subtype, body, self.prep.single_part())
                 };
                 Some(Piece::Bytes(buf, marker))
             }
