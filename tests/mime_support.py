@@ -13,6 +13,22 @@ from fastsmtp import _fastsmtp
 
 DATE = "Thu, 01 Jan 2026 00:00:00 +0000"
 
+# Unicode Default_Ignorable_Code_Point (DerivedCoreProperties.txt): invisible characters that
+# addresses refuse besides the categories Cc, Cf, Zs, Zl and Zp (rust/mime/chars.rs).
+DEFAULT_IGNORABLE = (
+    (0x00AD, 0x00AD), (0x034F, 0x034F), (0x061C, 0x061C), (0x115F, 0x1160),
+    (0x17B4, 0x17B5), (0x180B, 0x180F), (0x200B, 0x200F), (0x202A, 0x202E),
+    (0x2060, 0x206F), (0x3164, 0x3164), (0xFE00, 0xFE0F), (0xFEFF, 0xFEFF),
+    (0xFFA0, 0xFFA0), (0xFFF0, 0xFFF8), (0x1BCA0, 0x1BCA3), (0x1D173, 0x1D17A),
+    (0xE0000, 0xE0FFF),
+)  # fmt: skip
+# Unicode Bidi_Control: what file names refuse besides header text's controls.
+BIDI_CONTROLS = "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+
+
+def default_ignorable(c: str) -> bool:
+    return any(lo <= ord(c) <= hi for lo, hi in DEFAULT_IGNORABLE)
+
 
 def spec(**overrides: Any) -> dict[str, Any]:
     """A complete MessageSpec dict with harmless defaults."""

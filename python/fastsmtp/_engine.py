@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 from fastsmtp import _fastsmtp as core
 from fastsmtp._config import EngineConfig, TLSMode
 from fastsmtp._errors import InvalidMessage, TemplateError
-from fastsmtp._jobs import Job, RawBody, Run, check_envelope_address
+from fastsmtp._jobs import Job, RawBody, Run
 from fastsmtp._models import BatchReport, Message, Recipient, Result
 from fastsmtp._pool import Pool
 from fastsmtp._stats import Stats
@@ -233,14 +233,14 @@ class Engine:
         """
         if not isinstance(data, bytes | bytearray | memoryview):
             raise InvalidMessage("data must be bytes", field="data")
-        check_envelope_address(sender, "sender", allow_empty=True)
+        core.check_address(sender, "sender", allow_empty=True)
         if isinstance(recipients, str):
             raise InvalidMessage("recipients must be a list of addresses", field="recipients")
         addresses = list(recipients)
         if not addresses:
             raise InvalidMessage("send_raw needs at least one recipient", field="recipients")
         for address in addresses:
-            check_envelope_address(address, "recipients")
+            core.check_address(address, "recipients")
         raw = bytes(data)
         if self.config.dkim is not None:
             raw = self.config.dkim.sign_bytes(raw, int(time.time()))

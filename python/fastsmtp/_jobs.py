@@ -11,33 +11,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from fastsmtp._errors import InvalidMessage
 from fastsmtp._models import Result, Status
 
 if TYPE_CHECKING:
     from fastsmtp._fastsmtp import BuiltMessage, Reply, TransactionResult
-
-
-_FORBIDDEN_IN_PATH = frozenset(" <>\x7f") | frozenset(map(chr, range(32)))
-
-
-def check_envelope_address(address: object, field: str, *, allow_empty: bool = False) -> None:
-    """Raise InvalidMessage unless ``address`` can go into MAIL FROM or RCPT TO as is: no
-    CR, LF or other control character, space or angle bracket can reach a command."""
-    if not isinstance(address, str):
-        raise InvalidMessage(
-            f"{field}: an address must be a str, not {type(address).__name__}", field=field
-        )
-    if not address:
-        if allow_empty:
-            return
-        raise InvalidMessage(f"{field}: empty address", field=field)
-    bad = next((c for c in address if c in _FORBIDDEN_IN_PATH), None)
-    if bad is not None:
-        raise InvalidMessage(f"{field}: {address!r} contains {bad!r}", field=field)
-    local, at, domain = address.rpartition("@")
-    if not at or not local or not domain:
-        raise InvalidMessage(f"{field}: {address!r} is not local-part@domain", field=field)
 
 
 class RawBody:

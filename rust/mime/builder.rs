@@ -27,8 +27,9 @@
 use std::sync::Arc;
 
 use super::address::Mailbox;
+use super::chars::Context;
 use super::encoding::{choose_text_encoding, encode_base64, write_text, TransferEncoding};
-use super::error::{check_no_ctl, MimeError, Result};
+use super::error::{check_chars, check_no_ctl, MimeError, Result};
 use super::header::{self, HeaderLine};
 use super::message::{BuiltMessage, MessageWriter};
 use super::random;
@@ -185,7 +186,7 @@ fn check_id(id: &str, field: &str) -> Result<String> {
 /// Encode one attachment as a shared part (base64, RFC 2231 filename).
 pub fn encode_attachment(a: &AttachmentSpec, index: usize) -> Result<EncodedPart> {
     let field = |what: &str| format!("attachments[{index}].{what}");
-    check_no_ctl(&field("filename"), &a.filename)?;
+    check_chars(&field("filename"), &a.filename, Context::Filename)?;
     let content_type = if a.content_type.is_empty() {
         "application/octet-stream"
     } else {
@@ -293,13 +294,23 @@ impl Prepared {
         let bcc = parse_list(&spec.bcc, "bcc")?;
         let reply_to = parse_list(&spec.reply_to, "reply_to")?;
         let (envelope_sender, env_utf8) = match spec.envelope_sender.as_deref() {
-            None => (from.addr_spec().to_owned(), from.needs_smtputf8()),
+            None => {
+                from.check_envelope("sender")?;
+                (from.addr_spec().to_owned(), from.needs_smtputf8())
+            }
             Some(s) if s.trim().is_empty() || s.trim() == "<>" => (String::new(), false),
             Some(s) => {
                 let m = Mailbox::parse(s, "envelope_sender")?;
+                m.check_envelope("envelope_sender")?;
                 (m.addr_spec().to_owned(), m.needs_smtputf8())
             }
         };
+        // Recipients go into RCPT TO: the one envelope check, before anything is built.
+        for (name, list) in [("to", &to), ("cc", &cc), ("bcc", &bcc)] {
+            for (i, m) in list.iter().enumerate() {
+                m.check_envelope(&format!("{name}[{i}]"))?;
+            }
+        }
         let smtputf8 = env_utf8
             || from.needs_smtputf8()
             || [&to, &cc, &bcc, &reply_to]
@@ -712,6 +723,27 @@ mod tests {
                     }]
                 },
                 "attachments[0].filename",
+            ),
+            (
+                |s| {
+                    s.attachments = vec![AttachmentSpec {
+                        filename: "invoice\u{202e}fdp.exe".into(),
+                        ..att("x", false)
+                    }]
+                },
+                "attachments[0].filename",
+            ),
+            (|s| s.to = vec!["b@example.org\u{85}".into()], "to[0]"),
+            (|s| s.bcc = vec!["b\u{2028}@example.org".into()], "bcc[0]"),
+            (|s| s.to = vec!["\"a b\"@example.org".into()], "to[0]"),
+            (
+                |s| s.sender = "Ann\u{2028} <a@example.com>".into(),
+                "sender",
+            ),
+            (|s| s.subject = "a\u{85}Bcc: x@y".into(), "subject"),
+            (
+                |s| s.headers = vec![("X-A".into(), "1\u{2029}2".into())],
+                "headers[X-A]",
             ),
             (
                 |s| {

@@ -7,6 +7,7 @@
 //!
 //! Modules, one job each:
 //! * [`error`]: [`MimeError`], the one error type, naming the offending field.
+//! * [`chars`]: which characters may appear in header text, file names and addresses.
 //! * [`address`]: RFC 5321 / 5322 mailbox parsing and validation, IDNA.
 //! * [`header`]: header field writing: folding, RFC 2047 encoded-words, RFC 2231 parameters.
 //! * [`encoding`]: CRLF normalisation, 7bit / quoted-printable / base64 transfer encodings.
@@ -21,6 +22,7 @@
 
 pub mod address;
 pub mod builder;
+pub mod chars;
 pub mod dkim;
 pub mod encoding;
 pub mod error;

@@ -422,6 +422,7 @@ impl Template {
         scratch: &mut Scratch,
     ) -> Result<BuiltMessage> {
         let mut mailbox = Mailbox::parse_owned(r.address, "address")?;
+        mailbox.check_envelope("address")?;
         if let Some(name) = r.name.filter(|n| !n.is_empty()) {
             check_no_ctl("name", &name)?;
             mailbox.name = Some(name);

@@ -281,6 +281,37 @@ fn to_data(
     Ok(pairs.into_iter().collect())
 }
 
+/// The one envelope address check ([`mime::address::check_path`]) for Python callers
+/// (`Engine.send_raw`): raise `InvalidMessage(field=field)` unless `address` is a str that
+/// can go into `MAIL FROM` / `RCPT TO` as it is (`""` only with `allow_empty`).
+#[pyfunction]
+#[pyo3(signature = (address, field, allow_empty = false))]
+fn check_address(
+    py: Python<'_>,
+    address: &Bound<'_, PyAny>,
+    field: &str,
+    allow_empty: bool,
+) -> PyResult<()> {
+    let invalid = |why: &str| {
+        new_error(
+            py,
+            "InvalidMessage",
+            &format!("{field}: {why}"),
+            &[("field", Some(field))],
+        )
+    };
+    let Ok(text) = address.cast::<PyString>() else {
+        let kind = address.get_type().name()?;
+        return Err(invalid(&format!("an address must be a str, not {kind}")));
+    };
+    let Ok(text) = text.to_str() else {
+        return Err(invalid(
+            "an address must be valid Unicode (no lone surrogates)",
+        ));
+    };
+    mime::address::check_path(text, allow_empty).map_err(|why| invalid(&why))
+}
+
 /// Validate and assemble one message literally (no template rendering).
 #[pyfunction]
 fn build_message(py: Python<'_>, spec: &Bound<'_, PyAny>) -> PyResult<PyBuiltMessage> {
@@ -465,5 +496,6 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyBuiltMessage>()?;
     m.add_class::<PyTemplate>()?;
     m.add_function(wrap_pyfunction!(build_message, m)?)?;
+    m.add_function(wrap_pyfunction!(check_address, m)?)?;
     Ok(())
 }
