@@ -42,8 +42,11 @@ class Attachment(msgspec.Struct, kw_only=True):
     filename: str
     content: bytes
     content_type: str | None = None
-    """MIME type; guessed from ``filename`` when omitted (``application/octet-stream``
-    when the extension is unknown)."""
+    """MIME type, ``type/subtype`` with optional parameters (``"text/plain; charset=utf-8"``,
+    RFC 2045 syntax; RFC 2231 ``attr*=utf-8''...`` values are decoded); guessed from
+    ``filename`` when omitted (``application/octet-stream`` when the extension is unknown).
+    The ``name`` parameter comes from ``filename``: a different ``name`` here, a repeated
+    parameter or an RFC 2231 continuation raises InvalidMessage."""
     inline: bool = False
     content_id: str | None = None
     """For inline parts: the id the HTML refers to as ``cid:<content_id>``."""

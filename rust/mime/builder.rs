@@ -28,6 +28,7 @@ use std::sync::Arc;
 
 use super::address::Mailbox;
 use super::chars::Context;
+use super::content_type::{self, ContentType};
 use super::encoding::{choose_text_encoding, encode_base64, write_text, TransferEncoding};
 use super::error::{check_chars, check_no_ctl, MimeError, Result};
 use super::header::{self, HeaderLine};
@@ -129,37 +130,40 @@ pub fn encode_text_part(subtype: &str, text: &str, whole_body: bool) -> EncodedP
     }
 }
 
-/// RFC 2045 5.1: `token := 1*<any (US-ASCII) CHAR except SPACE, CTLs, or tspecials>`,
-/// `tspecials := "(" / ")" / "<" / ">" / "@" / "," / ";" / ":" / "\" / <"> / "/" / "[" /
-/// "]" / "?" / "="`.
-fn is_token(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?=".contains(&b))
-}
-
-/// Check `type/subtype[; params]` (RFC 2045 5.1); parameters must be printable ASCII.
-fn check_content_type(ct: &str, field: &str) -> Result<()> {
+/// Parse and check an attachment's `type/subtype[; params]` (see [`content_type`]): no
+/// multipart (the structure is the builder's), and a `name` parameter only when it agrees
+/// with the file name (which writes `name` itself).
+fn parse_content_type(ct: &str, filename: &str, field: &str) -> Result<ContentType> {
     check_no_ctl(field, ct)?;
-    let (main, params) = ct.split_once(';').unwrap_or((ct, ""));
-    let ok = match main.trim().split_once('/') {
-        Some((t, s)) => is_token(t) && is_token(s),
-        None => false,
-    };
-    if !ok || !params.bytes().all(|b| matches!(b, b' '..=b'~' | b'\t')) || ct.len() > 200 {
+    if ct.len() > MAX_CONTENT_TYPE {
         return Err(MimeError::invalid(
             field,
-            format!("invalid content type {ct:?} (want type/subtype)"),
+            format!("content type longer than {MAX_CONTENT_TYPE} octets"),
         ));
     }
-    if main.trim().to_ascii_lowercase().starts_with("multipart/") {
+    let parsed = content_type::parse(ct).map_err(|why| MimeError::invalid(field, why))?;
+    if parsed.mime_type.starts_with("multipart/") {
         return Err(MimeError::invalid(
             field,
             "an attachment cannot be a multipart",
         ));
     }
-    Ok(())
+    if let Some(name) = parsed.param("name") {
+        if !filename.is_empty() && name != filename {
+            return Err(MimeError::invalid(
+                field,
+                format!(
+                    "name={name:?} differs from the filename {filename:?}: give the name as the \
+                     filename only"
+                ),
+            ));
+        }
+    }
+    Ok(parsed)
 }
+
+/// The longest Content-Type an attachment may give (its parameters are written again, folded).
+const MAX_CONTENT_TYPE: usize = 900;
 
 /// A Content-ID / Message-ID body (without angle brackets): printable ASCII without
 /// spaces or angle brackets, at most 250 octets.
@@ -192,7 +196,7 @@ pub fn encode_attachment(a: &AttachmentSpec, index: usize) -> Result<EncodedPart
     } else {
         &a.content_type
     };
-    check_content_type(content_type, &field("content_type"))?;
+    let content_type = parse_content_type(content_type, &a.filename, &field("content_type"))?;
     let cid = a
         .content_id
         .as_deref()
@@ -200,9 +204,14 @@ pub fn encode_attachment(a: &AttachmentSpec, index: usize) -> Result<EncodedPart
         .transpose()?;
     let mut out = Vec::with_capacity(a.content.len() / 57 * 78 + 400);
     {
+        // The caller's parameters, then the file name as `name` (RFC 2046 4.5.1's, still
+        // read by mail clients), unless the caller gave that same name already.
         let mut h = HeaderLine::start(&mut out, "Content-Type");
-        h.token(b" ", content_type.as_bytes());
-        if !a.filename.is_empty() {
+        h.token(b" ", content_type.mime_type.as_bytes());
+        for (attribute, value) in &content_type.params {
+            header::write_param(&mut h, attribute, value);
+        }
+        if !a.filename.is_empty() && content_type.param("name").is_none() {
             header::write_param(&mut h, "name", &a.filename);
         }
         h.finish();
@@ -769,6 +778,76 @@ mod tests {
             edit(&mut s);
             let e = build_message(&s).expect_err(field);
             assert_eq!(e.field, *field, "{e}");
+        }
+    }
+
+    /// The Content-Type line of the first attachment of a message with `content_type`.
+    fn attachment_content_type(filename: &str, content_type: &str) -> Result<String> {
+        let mut s = spec();
+        s.attachments = vec![AttachmentSpec {
+            filename: filename.into(),
+            content_type: content_type.into(),
+            ..att("x", false)
+        }];
+        s.text = Some("t".into());
+        let bytes = build_message(&s)?.to_vec();
+        let text = String::from_utf8(bytes).unwrap().replace("\r\n ", " ");
+        let line = text
+            .lines()
+            .filter(|l| l.starts_with("Content-Type:"))
+            .nth(2) // multipart/mixed, text/plain, then the attachment
+            .expect("attachment part");
+        Ok(line.to_owned())
+    }
+
+    #[test]
+    fn attachment_content_type_parameters_are_merged() {
+        for (filename, ct, want) in [
+            (
+                "x.txt",
+                "text/plain; charset=utf-8",
+                "Content-Type: text/plain; charset=\"utf-8\"; name=\"x.txt\"",
+            ),
+            (
+                "x.txt",
+                "text/plain; name=\"x.txt\"",
+                "Content-Type: text/plain; name=\"x.txt\"",
+            ),
+            (
+                "",
+                "Application/PDF; NAME=a.pdf",
+                "Content-Type: application/pdf; name=\"a.pdf\"",
+            ),
+            // A quote in a value cannot close the parameter: it is written per RFC 2231.
+            (
+                "x.txt",
+                "text/plain; format=\"a\\\"; evil=1\"",
+                "Content-Type: text/plain; format*=utf-8''a%22%3B%20evil%3D1; name=\"x.txt\"",
+            ),
+        ] {
+            assert_eq!(
+                attachment_content_type(filename, ct).unwrap(),
+                want,
+                "{ct:?}"
+            );
+        }
+        for (filename, ct, why) in [
+            (
+                "x.txt",
+                "text/plain; name=\"y.txt\"",
+                "differs from the filename",
+            ),
+            (
+                "x.txt",
+                "text/plain; charset=a; charset=b",
+                "more than once",
+            ),
+            ("x.txt", "text/plain; name=\"x\"\r\nBcc: e@x.org", "CR"),
+            ("x.txt", "text/plain; name*0=a", "continuations"),
+        ] {
+            let e = attachment_content_type(filename, ct).unwrap_err();
+            assert_eq!(e.field, "attachments[0].content_type");
+            assert!(e.message.contains(why), "{ct:?}: {e}");
         }
     }
 

@@ -11,6 +11,7 @@
 //! * [`address`]: RFC 5321 / 5322 mailbox parsing and validation, IDNA.
 //! * [`header`]: header field writing: folding, RFC 2047 encoded-words, RFC 2231 parameters.
 //! * [`encoding`]: CRLF normalisation, 7bit / quoted-printable / base64 transfer encodings.
+//! * [`content_type`]: an attachment's Content-Type and its parameters, parsed (RFC 2045).
 //! * [`builder`]: the MIME tree (text, alternative, related, mixed), boundaries, assembly.
 //! * [`message`]: [`BuiltMessage`], the assembled message as shared and owned chunks.
 //! * [`segments`]: templates of only text and `{{ name }}`, rendered without the VM.
@@ -23,6 +24,7 @@
 pub mod address;
 pub mod builder;
 pub mod chars;
+pub mod content_type;
 pub mod dkim;
 pub mod encoding;
 pub mod error;
