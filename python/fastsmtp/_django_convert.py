@@ -34,6 +34,7 @@ import codecs
 import dataclasses
 import email.utils
 from collections.abc import Mapping
+from datetime import datetime
 from email.headerregistry import Address
 from email.mime.base import MIMEBase
 from typing import Any
@@ -138,7 +139,8 @@ def to_message(message: EmailMessage) -> Message:
     encoding = message.encoding or settings.DEFAULT_CHARSET
     if codecs.lookup(encoding).name != "utf-8":
         raise Fallback(f"charset {encoding!r} (fastsmtp writes UTF-8)")
-    extra = {str(k): str(v) for k, v in (message.extra_headers or {}).items()}
+    given = {str(k): v for k, v in (message.extra_headers or {}).items()}
+    extra = {k: str(v) for k, v in given.items()}
     to = _strs(message.to)
     cc = _strs(message.cc)
     for name, values in (("To", to), ("Cc", cc)):
@@ -152,7 +154,7 @@ def to_message(message: EmailMessage) -> Message:
     sender = extra.get("From", from_email)
     headers: dict[str, str] = {}
     message_id: str | None = None
-    date: str | None = None
+    date: str | datetime | None = None
     for name, value in extra.items():
         lower = name.lower()
         if lower in _SPECIAL_LOWER:
@@ -160,7 +162,9 @@ def to_message(message: EmailMessage) -> Message:
         if lower == "message-id":
             message_id = value
         elif lower == "date":
-            date = value
+            # A datetime is written by fastsmtp; a str must be an RFC 5322 date-time
+            # (InvalidMessage(field="date") otherwise, where Django would send it as is).
+            date = given[name] if isinstance(given[name], datetime) else value
         elif lower in _UNMAPPABLE_HEADERS or lower.startswith("content-"):
             raise Fallback(f"extra header {name!r}")
         else:

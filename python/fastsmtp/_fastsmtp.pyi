@@ -44,7 +44,9 @@ MessageSpec = dict[str, Any]
 list[str]; subject: str; text: str | None; html: str | None; attachments: list[dict] with
 filename: str, content: bytes, content_type: str, inline: bool, content_id: str | None;
 headers: list[tuple[str, str]]; envelope_sender: str | None; message_id: str | None;
-date: str (an RFC 5322 date, formatted by Python: the core has no clock)."""
+date: str | datetime | None (an RFC 5322 date-time, checked and written in canonical form;
+a datetime, naive meaning local time; None or absent: now, in the local time zone, read in
+Rust and cached per second)."""
 
 @final
 class BuiltMessage:
@@ -132,8 +134,8 @@ def build_message(spec: MessageSpec) -> BuiltMessage:
     76 octets) and may not be From, To, Cc, Bcc, Reply-To, Subject, Date, Message-ID,
     MIME-Version, Return-Path or any Content-* header (the builder owns those). Bcc never
     appears in the headers. A text or HTML part decodes to exactly its text (RFC 2046
-    5.1.1); the body of a single-part message ends with a line break. Without a Date, no
-    Date header is written."""
+    5.1.1); the body of a single-part message ends with a line break. A ``date`` that is
+    not an RFC 5322 date-time (or a year before 1900) raises InvalidMessage(field="date")."""
 
 def check_address(address: object, field: str, allow_empty: bool = False) -> None:
     """The one envelope address check, shared with the MIME path and every transaction:

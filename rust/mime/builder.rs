@@ -29,6 +29,7 @@ use std::sync::Arc;
 use super::address::Mailbox;
 use super::chars::Context;
 use super::content_type::{self, ContentType};
+use super::date::{self, DateSpec};
 use super::encoding::{choose_text_encoding, encode_base64, write_text, TransferEncoding};
 use super::error::{check_chars, check_no_ctl, MimeError, Result};
 use super::header::{self, HeaderLine};
@@ -342,15 +343,12 @@ impl Prepared {
             .transpose()?;
         let mut static_headers = Vec::with_capacity(256);
         if let Some(date) = &spec.date {
-            check_no_ctl("date", date)?;
-            if date.trim().is_empty()
-                || !date.bytes().all(|b| matches!(b, b' '..=b'~'))
-                || date.len() > 200
-            {
-                return Err(MimeError::invalid("date", format!("invalid date {date:?}")));
+            if let DateSpec::Text(text) = date {
+                check_no_ctl("date", text)?;
             }
+            let value = date::header_value(date).map_err(|why| MimeError::invalid("date", why))?;
             static_headers.extend_from_slice(b"Date: ");
-            static_headers.extend_from_slice(date.trim().as_bytes());
+            static_headers.extend_from_slice(value.as_bytes());
             static_headers.extend_from_slice(b"\r\n");
         }
         header::write_address_header(&mut static_headers, "From", &[&from]);
@@ -601,7 +599,7 @@ mod tests {
             sender: "Ann <ann@example.com>".into(),
             to: vec!["bob@example.org".into()],
             subject: "Hi".into(),
-            date: Some("Thu, 01 Jan 2026 00:00:00 +0000".into()),
+            date: Some(DateSpec::Text("Thu, 01 Jan 2026 00:00:00 +0000".into())),
             ..MessageSpec::default()
         }
     }
@@ -723,7 +721,19 @@ mod tests {
             ),
             (|s| s.message_id = Some("<a b@c>".into()), "message_id"),
             (|s| s.message_id = Some("no-at".into()), "message_id"),
-            (|s| s.date = Some("Mon\r\n".into()), "date"),
+            (|s| s.date = Some(DateSpec::Text("Mon\r\n".into())), "date"),
+            (
+                |s| {
+                    s.date = Some(DateSpec::Text(
+                        "Thu, 01 Jan 2026 00:00:00 +0000\u{85}".into(),
+                    ))
+                },
+                "date",
+            ),
+            (
+                |s| s.date = Some(DateSpec::Text("Fri, 01 Jan 2026 00:00:00 +0000".into())),
+                "date",
+            ),
             (
                 |s| {
                     s.attachments = vec![AttachmentSpec {

@@ -552,7 +552,9 @@ mod tests {
             subject: "Hello {{ name }}".into(),
             text: Some("Hi {{ first }},\nyour code: {{ code }}\n".into()),
             html: Some("<p>Hi {{ first }}</p>\n".into()),
-            date: Some("Thu, 01 Jan 2026 00:00:00 +0000".into()),
+            date: Some(crate::mime::DateSpec::Text(
+                "Thu, 01 Jan 2026 00:00:00 +0000".into(),
+            )),
             ..MessageSpec::default()
         }
     }
