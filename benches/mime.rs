@@ -13,7 +13,7 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughpu
 use minijinja::Value;
 
 use _fastsmtp::mime::template::Data;
-use _fastsmtp::mime::{build_message, AttachmentSpec, MessageSpec, Recipient, Template};
+use _fastsmtp::mime::{build_message, AttachmentSpec, DateSpec, MessageSpec, Recipient, Template};
 
 const TEXT: &str = include_str!("mime_data/order.txt");
 const HTML: &str = include_str!("mime_data/order.html");
@@ -48,7 +48,7 @@ fn spec(with_attachment: bool) -> MessageSpec {
             vec![]
         },
         headers: vec![("List-Unsubscribe".into(), "<{{ unsubscribe }}>".into())],
-        date: Some("Thu, 01 Jan 2026 00:00:00 +0000".into()),
+        date: Some(DateSpec::Text("Thu, 01 Jan 2026 00:00:00 +0000".into())),
         ..MessageSpec::default()
     }
 }

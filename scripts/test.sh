@@ -25,3 +25,5 @@ python -m mypy.stubtest fastsmtp._fastsmtp --allowlist scripts/stubtest-allowlis
 
 echo "== pytest"
 python -m pytest -q "$@"
+
+bash scripts/test-django-matrix.sh

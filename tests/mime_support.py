@@ -13,6 +13,22 @@ from fastsmtp import _fastsmtp
 
 DATE = "Thu, 01 Jan 2026 00:00:00 +0000"
 
+# Unicode Default_Ignorable_Code_Point (DerivedCoreProperties.txt): invisible characters that
+# addresses refuse besides the categories Cc, Cf, Zs, Zl and Zp (rust/mime/chars.rs).
+DEFAULT_IGNORABLE = (
+    (0x00AD, 0x00AD), (0x034F, 0x034F), (0x061C, 0x061C), (0x115F, 0x1160),
+    (0x17B4, 0x17B5), (0x180B, 0x180F), (0x200B, 0x200F), (0x202A, 0x202E),
+    (0x2060, 0x206F), (0x3164, 0x3164), (0xFE00, 0xFE0F), (0xFEFF, 0xFEFF),
+    (0xFFA0, 0xFFA0), (0xFFF0, 0xFFF8), (0x1BCA0, 0x1BCA3), (0x1D173, 0x1D17A),
+    (0xE0000, 0xE0FFF),
+)  # fmt: skip
+# Unicode Bidi_Control: what file names refuse besides header text's controls.
+BIDI_CONTROLS = "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+
+
+def default_ignorable(c: str) -> bool:
+    return any(lo <= ord(c) <= hi for lo, hi in DEFAULT_IGNORABLE)
+
 
 def spec(**overrides: Any) -> dict[str, Any]:
     """A complete MessageSpec dict with harmless defaults."""
@@ -77,7 +93,8 @@ def build(**overrides: Any) -> _fastsmtp.BuiltMessage:
 
 
 def tree(part: EmailMessage, indent: int = 0) -> list[str]:
-    """The MIME tree as lines: content type, transfer encoding, disposition, filename, cid."""
+    """The MIME tree as lines: content type, transfer encoding, disposition, filename, cid,
+    and the start of each text body's decoded content."""
     bits = [part.get_content_type()]
     if part.get_content_maintype() != "multipart":
         bits.append(f"cte={part.get('Content-Transfer-Encoding', '7bit')}")
@@ -92,6 +109,12 @@ def tree(part: EmailMessage, indent: int = 0) -> list[str]:
         bits.append(f"filename={filename}")
     if part["Content-ID"]:
         bits.append(f"cid={part['Content-ID']}")
+    if part.get_content_maintype() == "text" and not filename:
+        # A body's decoded text, exactly (its line breaks and the lack of a final one).
+        text = part.get_content()
+        assert isinstance(text, str)
+        text = text.replace("\r\n", "\n")
+        bits.append(f"content={text[:60]!r}")
     lines = ["  " * indent + "; ".join(bits)]
     if part.is_multipart():
         for child in part.iter_parts():
@@ -104,10 +127,13 @@ def header_names(msg: EmailMessage) -> list[str]:
     return list(msg.keys())
 
 
-def normalize_text(text: str) -> str:
-    """What a reader gets back for a text body: newlines as \\n, ending with one."""
+def normalize_text(text: str, *, single_part: bool = False) -> str:
+    """What a reader gets back for a text body: newlines as \\n, and otherwise exactly the
+    text (RFC 2046 5.1.1: the CRLF before a boundary belongs to the boundary). The body of a
+    single-part message also ends with a newline, since DATA needs its last line ended (as
+    with smtplib and Django's SMTP backend)."""
     text = text.replace("\r\n", "\n").replace("\r", "\n")
-    if text and not text.endswith("\n"):
+    if single_part and text and not text.endswith("\n"):
         text += "\n"
     return text
 

@@ -4,6 +4,12 @@ aiosmtpd and Postfix.
 The central check: the same messages sent through Django's own SMTP backend and through
 fastsmtp arrive with the same structure (envelope, headers, bodies, alternatives,
 attachments), whether fastsmtp built the MIME in Rust or fell back to Django's bytes.
+
+It runs under every supported Django (``scripts/test-django-matrix.sh``: 4.2 LTS, 5.2, 6.0
+and the newest 6.x): Django 6.0 brought the modern email API (``MIMEPart`` attachments,
+``ADMINS`` as plain addresses), 6.1 the ``MAILERS`` setting (the ``EMAIL_*`` settings and
+``get_connection()`` are deprecated there), so configuration goes through the helpers
+``connection()`` and ``default_mailer()``.
 """
 
 from __future__ import annotations
@@ -16,7 +22,9 @@ import subprocess
 import sys
 import textwrap
 import threading
+import warnings
 from collections.abc import Callable, Iterator
+from email.message import MIMEPart
 from email.mime.image import MIMEImage
 from email.mime.text import MIMEText
 from pathlib import Path
@@ -27,15 +35,28 @@ import pytest
 from django.conf import settings
 
 if not settings.configured:
-    settings.configure(
-        EMAIL_BACKEND="fastsmtp.django.EmailBackend",
-        EMAIL_HOST="127.0.0.1",
-        EMAIL_PORT=25,
-        DEFAULT_FROM_EMAIL="Site <site@example.com>",
-        SERVER_EMAIL="server@example.com",
-        ADMINS=[("Admin", "admin@example.org")],
-        FASTSMTP={"connections": 2},
-    )
+    common: dict[str, Any] = {
+        "DEFAULT_FROM_EMAIL": "Site <site@example.com>",
+        "SERVER_EMAIL": "server@example.com",
+        # Django 6.0 takes ADMINS as addresses, earlier ones as (name, address) pairs.
+        "ADMINS": (
+            ["admin@example.org"] if django.VERSION >= (6, 0) else [("Admin", "admin@example.org")]
+        ),
+        "FASTSMTP": {"connections": 2},
+    }
+    if django.VERSION >= (6, 1):  # MAILERS; the EMAIL_* settings are deprecated
+        default = {
+            "BACKEND": "fastsmtp.django.EmailBackend",
+            "OPTIONS": {"host": "127.0.0.1", "port": 25},
+        }
+        settings.configure(MAILERS={"default": default}, **common)
+    else:
+        settings.configure(
+            EMAIL_BACKEND="fastsmtp.django.EmailBackend",
+            EMAIL_HOST="127.0.0.1",
+            EMAIL_PORT=25,
+            **common,
+        )
     django.setup()
 
 from django.core import mail
@@ -56,6 +77,40 @@ from tests.test_dkim import ed25519_pem, verifies
 
 Factory = Callable[..., CaptureServer]
 MessageFactory = Callable[[], EmailMessage]
+
+OURS = "fastsmtp.django.EmailBackend"
+# Django 6.0: the modern email API (MIMEPart attachments; ADMINS as addresses).
+DJANGO_6 = django.VERSION >= (6, 0)
+# Django 6.1: MAILERS (the EMAIL_* settings and get_connection() are deprecated).
+MAILERS = django.VERSION >= (6, 1)
+
+
+def connection(backend: str = OURS, **options: Any) -> Any:
+    """A backend made from ``options`` (``port``, ``fail_silently``, engine options...), the
+    way the running Django makes one: ``get_connection()``, or a MAILERS entry from 6.1."""
+    if not MAILERS:
+        return get_connection(backend, **options)
+    entry = {"BACKEND": backend, "OPTIONS": {"host": "127.0.0.1", **options}}
+    with override_settings(MAILERS={"test": entry}):
+        return mail.mailers["test"]  # type: ignore[attr-defined, unused-ignore]
+
+
+def default_mailer(port: int, fastsmtp: dict[str, Any] | None = None, **options: Any) -> Any:
+    """Settings whose default mailer is fastsmtp at ``port``, with the SMTP backend's
+    ``use_tls``, ``username`` and ``password``: EMAIL_* settings, or MAILERS from 6.1."""
+    extra = {} if fastsmtp is None else {"FASTSMTP": fastsmtp}
+    if MAILERS:
+        entry = {"BACKEND": OURS, "OPTIONS": {"host": "127.0.0.1", "port": port, **options}}
+        return override_settings(MAILERS={"default": entry}, **extra)
+    names = {"use_tls": "EMAIL_USE_TLS", "username": "EMAIL_HOST_USER"}
+    names["password"] = "EMAIL_HOST_PASSWORD"
+    return override_settings(EMAIL_PORT=port, **{names[k]: v for k, v in options.items()}, **extra)
+
+
+def default_connection() -> Any:
+    """The default mailer's backend."""
+    return mail.mailers.default if MAILERS else get_connection()  # type: ignore[attr-defined, unused-ignore]
+
 
 DJANGO_SMTP = "django.core.mail.backends.smtp.EmailBackend"
 # Headers whose values legitimately differ between two sends, or that describe the MIME
@@ -87,8 +142,9 @@ def leaf(part: email.message.EmailMessage) -> tuple[Any, ...]:
     content: str | bytes = payload
     if part.get_content_maintype() == "text":
         text = payload.decode(part.get_content_charset() or "ascii")
-        # Line endings and the final newline belong to the transport, not the content.
-        content = text.replace("\r\n", "\n").rstrip("\n")
+        # Line endings belong to the transport; everything else, the last line break or
+        # its absence included, is content and must arrive exactly as Django delivers it.
+        content = text.replace("\r\n", "\n")
     return (
         part.get_content_type(),
         part.get_content_disposition(),
@@ -136,12 +192,12 @@ def deliver_both(
     server: CaptureServer, factories: list[MessageFactory]
 ) -> tuple[dict[str, CapturedMessage], dict[str, CapturedMessage], list[EmailMessage]]:
     """Send fresh copies through Django's SMTP backend, then through fastsmtp."""
-    reference = get_connection(DJANGO_SMTP, port=server.port)
+    reference = connection(DJANGO_SMTP, port=server.port)
     assert reference.send_messages([f() for f in factories]) == len(factories)
     theirs = by_subject(server.wait_for(len(factories)))
     server.clear()
     ours_messages = [f() for f in factories]
-    assert get_connection(port=server.port).send_messages(ours_messages) == len(factories)
+    assert connection(port=server.port).send_messages(ours_messages) == len(factories)
     ours = by_subject(server.wait_for(len(factories)))
     assert len(theirs) == len(ours) == len(factories)
     return theirs, ours, ours_messages
@@ -179,6 +235,15 @@ def html_only() -> EmailMessage:
 
 def html_alternative_without_text() -> EmailMessage:
     msg = EmailMultiAlternatives("Empty text body", "", "ann@example.com", ["bob@example.org"])
+    msg.attach_alternative("<p>just html</p>\n", "text/html")
+    return msg
+
+
+def html_alternative_without_text_or_final_newline() -> EmailMessage:
+    """Django sends a multipart/alternative holding only the HTML: before Django 6 exactly
+    as given, where fastsmtp would send a single part whose last line must be ended (so
+    Django's bytes go instead); Django 6 ends the HTML's last line too (native)."""
+    msg = EmailMultiAlternatives("Open last line", "", "ann@example.com", ["bob@example.org"])
     msg.attach_alternative("<p>just html</p>", "text/html")
     return msg
 
@@ -200,12 +265,22 @@ def attachments(tmp: Path) -> MessageFactory:
         msg.attach("data.bin", bytes(range(256)), "application/octet-stream")
         msg.attach("résumé.pdf", b"%PDF-1.4 cv")
         msg.attach_file(pdf)
-        csv_part = MIMEText("a,b\n1,2\n", "csv", "utf-8")
-        csv_part.add_header("Content-Disposition", "attachment", filename="table.csv")
-        msg.attach(csv_part)
+        msg.attach(csv_attachment())
         return msg
 
     return make
+
+
+def csv_attachment() -> Any:
+    """A MIME part attachment: MIMEBase before Django 6, MIMEPart from 6.0."""
+    if DJANGO_6:
+        part = MIMEPart()
+        part.set_content("a,b\n1,2\n", subtype="csv", charset="utf-8")
+        part.add_header("Content-Disposition", "attachment", filename="table.csv")
+        return part
+    legacy = MIMEText("a,b\n1,2\n", "csv", "utf-8")
+    legacy.add_header("Content-Disposition", "attachment", filename="table.csv")
+    return legacy
 
 
 def header_overrides() -> EmailMessage:
@@ -227,8 +302,14 @@ def header_overrides() -> EmailMessage:
 def inline_image() -> EmailMessage:
     msg = EmailMultiAlternatives("Inline image", "text", "ann@example.com", ["bob@example.org"])
     msg.attach_alternative('<p><img src="cid:logo"></p>', "text/html")
-    image = MIMEImage(b"\x89PNG\r\n\x1a\n" + b"\x00" * 64, "png")
-    image.add_header("Content-ID", "<logo>")
+    png = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+    image: Any
+    if DJANGO_6:
+        image = MIMEPart()
+        image.set_content(png, maintype="image", subtype="png", cid="<logo>")
+    else:
+        image = MIMEImage(png, "png")
+        image.add_header("Content-ID", "<logo>")
     image.add_header("Content-Disposition", "inline", filename="logo.png")
     msg.attach(image)
     return msg
@@ -237,8 +318,8 @@ def inline_image() -> EmailMessage:
 class Stamped(EmailMessage):
     """A subclass that changes the MIME it makes: fastsmtp must send Django's bytes."""
 
-    def message(self) -> Any:
-        msg = super().message()
+    def message(self, *args: Any, **kwargs: Any) -> Any:
+        msg = super().message(*args, **kwargs)
         msg["X-Stamped"] = "yes"
         return msg
 
@@ -279,6 +360,7 @@ def test_native_messages_match_djangos_smtp_backend(
         html_alternative_without_text,
         attachments(tmp_path),
         header_overrides,
+        *([html_alternative_without_text_or_final_newline] if DJANGO_6 else []),
     ]
     for factory in factories:  # these are all built in Rust, not Django's bytes
         assert isinstance(convert(factory()), Message), factory
@@ -314,7 +396,13 @@ def test_inline_parts_go_into_multipart_related(capture_server: Factory) -> None
 
 
 def test_unrepresentable_messages_fall_back_to_djangos_bytes(capture_server: Factory) -> None:
-    factories = [custom_subclass, latin1, calendar_alternative, forwarded]
+    factories = [
+        custom_subclass,
+        latin1,
+        calendar_alternative,
+        forwarded,
+        *([] if DJANGO_6 else [html_alternative_without_text_or_final_newline]),
+    ]
     for factory in factories:
         assert isinstance(convert(factory()), RawMessage), factory
     server = capture_server()
@@ -331,7 +419,7 @@ def test_unrepresentable_messages_fall_back_to_djangos_bytes(capture_server: Fac
 
 def test_send_mail_send_mass_mail_and_mail_admins(capture_server: Factory) -> None:
     server = capture_server()
-    with override_settings(EMAIL_PORT=server.port):
+    with default_mailer(server.port):
         assert mail.send_mail("One", "body", None, ["one@example.org"]) == 1
         sent = mail.send_mass_mail(
             (
@@ -350,12 +438,12 @@ def test_send_mail_send_mass_mail_and_mail_admins(capture_server: Factory) -> No
 
 
 def sequential_sends(port: int, count: int, **options: Any) -> Any:
-    engine = get_connection(port=port, **options).engine
+    engine = connection(port=port, **options).engine
     for i in range(count):
         # A new backend object each time, as Django makes one per send_mail call.
-        with get_connection(port=port, **options) as connection:
-            assert connection.send_messages([EmailMessage(f"n{i}", "b", None, ["a@x.org"])]) == 1
-    assert get_connection(port=port, **options).engine is engine
+        with connection(port=port, **options) as backend:
+            assert backend.send_messages([EmailMessage(f"n{i}", "b", None, ["a@x.org"])]) == 1
+    assert connection(port=port, **options).engine is engine
     return engine
 
 
@@ -366,7 +454,7 @@ def test_pool_is_reused_across_calls_and_backends(capture_server: Factory) -> No
     assert engine.stats.accepted == 5
     assert len(server.wait_for(5)) == 5
     # Another configuration is another engine (and pool).
-    assert get_connection(port=server.port, connections=2).engine is not engine
+    assert connection(port=server.port, connections=2).engine is not engine
 
 
 def test_pool_with_room_for_more_connections_reuses_the_idle_one(
@@ -385,11 +473,11 @@ def test_thread_safe_under_concurrent_senders(capture_server: Factory) -> None:
         try:
             for i in range(5):
                 msg = EmailMessage(f"t{n}-{i}", "b", None, [f"t{n}@example.org"])
-                assert get_connection(port=server.port).send_messages([msg]) == 1
+                assert connection(port=server.port).send_messages([msg]) == 1
         except BaseException as e:  # pragma: no cover - reported below
             errors.append(e)
 
-    engine = get_connection(port=server.port).engine
+    engine = connection(port=server.port).engine
     threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
     for t in threads:
         t.start()
@@ -397,7 +485,7 @@ def test_thread_safe_under_concurrent_senders(capture_server: Factory) -> None:
         t.join(60)
     assert not errors
     assert len(server.wait_for(40)) == 40
-    assert get_connection(port=server.port).engine is engine  # one engine for all threads
+    assert connection(port=server.port).engine is engine  # one engine for all threads
     assert engine.stats.accepted == 40
 
 
@@ -407,7 +495,7 @@ def test_thread_safe_under_concurrent_senders(capture_server: Factory) -> None:
 def test_rejections_fail_silently_and_partial_success(capture_server: Factory) -> None:
     server = capture_server(rcpt_replies={"nobody@example.org": "550 5.1.1 no such user"})
     partial = EmailMessage("partial", "b", None, ["nobody@example.org", "ok@example.org"])
-    assert get_connection(port=server.port).send_messages([partial]) == 1
+    assert connection(port=server.port).send_messages([partial]) == 1
     statuses = [(r.recipient, r.status, r.code) for r in partial.fastsmtp_results]  # type: ignore[attr-defined]
     assert statuses == [
         ("nobody@example.org", "rejected", 550),
@@ -417,11 +505,11 @@ def test_rejections_fail_silently_and_partial_success(capture_server: Factory) -
     refused = EmailMessage("refused", "b", None, ["nobody@example.org"])
     fine = EmailMessage("fine", "b", None, ["ok@example.org"])
     with pytest.raises(MessageNotSent) as info:
-        get_connection(port=server.port).send_messages([refused, fine])
+        connection(port=server.port).send_messages([refused, fine])
     assert info.value.email_message is refused
     assert info.value.results[0].code == 550
     assert fine.fastsmtp_results[0].ok  # type: ignore[attr-defined]  # the others were sent
-    quiet = get_connection(port=server.port, fail_silently=True)
+    quiet = connection(port=server.port, fail_silently=True)
     assert quiet.send_messages([EmailMessage("again", "b", None, ["nobody@example.org"])]) == 0
     assert quiet.send_messages([]) == 0
     assert quiet.send_messages([EmailMessage("nobody", "b", None, [])]) == 0
@@ -431,9 +519,9 @@ def test_invalid_message_raises_unless_silent(capture_server: Factory) -> None:
     server = capture_server()
     bad = EmailMessage("bad", "b", None, ["not an address"])
     with pytest.raises(ValueError):
-        get_connection(port=server.port).send_messages([bad])
+        connection(port=server.port).send_messages([bad])
     assert bad.fastsmtp_results[0].status == "failed"  # type: ignore[attr-defined]
-    quiet = get_connection(port=server.port, fail_silently=True)
+    quiet = connection(port=server.port, fail_silently=True)
     good = EmailMessage("good", "b", None, ["ok@example.org"])
     assert quiet.send_messages([EmailMessage("bad", "b", None, ["nope"]), good]) == 1
 
@@ -441,21 +529,60 @@ def test_invalid_message_raises_unless_silent(capture_server: Factory) -> None:
 def test_unreachable_server(capture_server: Factory) -> None:
     port = free_port()
     msg = EmailMessage("lost", "b", None, ["a@example.org"])
-    backend = get_connection(port=port, max_attempts=1, retry_base_delay=0.01)
+    backend = connection(port=port, max_attempts=1, retry_base_delay=0.01)
     with pytest.raises(MessageNotSent, match="connect"):
         backend.send_messages([msg])
     assert msg.fastsmtp_results[0].status == "failed"  # type: ignore[attr-defined]
-    quiet = get_connection(port=port, max_attempts=1, fail_silently=True)
+    quiet = connection(port=port, max_attempts=1, fail_silently=True)
     assert quiet.send_messages([EmailMessage("lost", "b", None, ["a@example.org"])]) == 0
 
 
 def test_configuration_errors() -> None:
-    with pytest.raises(ValueError, match="mutually exclusive"):
-        EmailBackend(use_tls=True, use_ssl=True)
+    if MAILERS:  # a MAILERS entry: errors name it, as Django's InvalidMailer does
+        with pytest.raises(ImproperlyConfigured, match=r"MAILERS\['test'\].*incompatible"):
+            connection(use_tls=True, use_ssl=True)
+        with pytest.raises(ImproperlyConfigured, match=r"MAILERS\['test'\].*host"):
+            EmailBackend(alias="test")
+    else:
+        with pytest.raises(ValueError, match="mutually exclusive"):
+            EmailBackend(use_tls=True, use_ssl=True)
     with pytest.raises(ImproperlyConfigured, match="conections"):
-        EmailBackend(conections=3)
+        connection(conections=3)
     with override_settings(FASTSMTP={"host": "x"}), pytest.raises(ImproperlyConfigured):
-        EmailBackend()
+        connection()
+
+
+@pytest.mark.skipif(not MAILERS, reason="MAILERS is Django 6.1's")
+def test_mailers_aliases_options_and_fail_silently(capture_server: Factory) -> None:
+    """Django 6.1: each MAILERS entry is a backend with its OPTIONS (engine options too);
+    send(using=...) picks one; fail_silently is honoured, and fastsmtp adds no warning of
+    its own to Django's deprecation of passing it around."""
+    server = capture_server(rcpt_replies={"nobody@example.org": "550 5.1.1 no such user"})
+    options = {"host": "127.0.0.1", "port": server.port}
+    mailers = {
+        "default": {"BACKEND": OURS, "OPTIONS": options},
+        "bulk": {"BACKEND": OURS, "OPTIONS": {**options, "connections": 1}},
+        "quiet": {"BACKEND": OURS, "OPTIONS": {**options, "fail_silently": True}},
+    }
+    with override_settings(MAILERS=mailers), warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        handler = mail.mailers  # type: ignore[attr-defined, unused-ignore]
+        assert handler["bulk"].engine.config.connections == 1
+        assert handler["quiet"].fail_silently and not handler.default.fail_silently
+        assert EmailMessage("bulk", "b", None, ["a@example.org"]).send(using="bulk") == 1
+        refused = EmailMessage("refused", "b", None, ["nobody@example.org"])
+        assert refused.send(using="quiet") == 0
+        with pytest.raises(MessageNotSent):
+            EmailMessage("loud", "b", None, ["nobody@example.org"]).send(using="default")
+    assert seen == []
+    # The deprecated way still works; Django warns, fastsmtp does not add to it.
+    with override_settings(MAILERS=mailers), warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        assert mail.send_mail("q", "b", None, ["nobody@example.org"], fail_silently=True) == 0
+        quiet = get_connection(fail_silently=True)
+        assert quiet.fail_silently
+    assert seen and all("fastsmtp" not in w.filename for w in seen), seen
+    assert {"bulk"} == {str(parse(m.content)["Subject"]) for m in server.wait_for(1)}
 
 
 # -- TLS and AUTH ------------------------------------------------------------------------------
@@ -465,22 +592,18 @@ def test_starttls_and_auth_from_django_settings(capture_server: Factory, pki: Te
     server = capture_server(
         tls_context=pki.server_context(), require_starttls=True, auth_users={"web": "pw"}
     )
-    with override_settings(
-        EMAIL_PORT=server.port,
-        EMAIL_USE_TLS=True,
-        EMAIL_HOST_USER="web",
-        EMAIL_HOST_PASSWORD="pw",
-        FASTSMTP={"cafile": str(pki.ca_file)},
+    with default_mailer(
+        server.port, {"cafile": str(pki.ca_file)}, use_tls=True, username="web", password="pw"
     ):
         assert mail.send_mail("tls", "b", None, ["a@example.org"]) == 1
-        assert get_connection().engine.config.tls == "starttls"
+        assert default_connection().engine.config.tls == "starttls"
     (got,) = server.wait_for(1)
     assert got.tls and got.auth_login == "web"
 
 
 def test_implicit_tls_from_use_ssl(capture_server: Factory, pki: TestPKI) -> None:
     server = capture_server(tls_context=pki.server_context(), implicit_tls=True)
-    backend = get_connection(port=server.port, use_ssl=True, cafile=str(pki.ca_file))
+    backend = connection(port=server.port, use_ssl=True, cafile=str(pki.ca_file))
     assert backend.engine.config.tls == "implicit"
     assert backend.send_messages([EmailMessage("ssl", "b", None, ["a@example.org"])]) == 1
     assert server.wait_for(1)[0].tls
@@ -490,8 +613,8 @@ def test_no_plaintext_credentials_unless_allowed(capture_server: Factory) -> Non
     server = capture_server(auth_users={"web": "pw"}, auth_require_tls=False)
     creds = {"port": server.port, "username": "web", "password": "pw", "max_attempts": 1}
     with pytest.raises(MessageNotSent, match="plaintext"):
-        get_connection(**creds).send_messages([EmailMessage("x", "b", None, ["a@example.org"])])
-    allowed = get_connection(**creds, allow_plaintext_auth=True)
+        connection(**creds).send_messages([EmailMessage("x", "b", None, ["a@example.org"])])
+    allowed = connection(**creds, allow_plaintext_auth=True)
     assert allowed.send_messages([EmailMessage("y", "b", None, ["a@example.org"])]) == 1
     assert server.wait_for(1)[0].auth_login == "web"
 
@@ -499,11 +622,11 @@ def test_no_plaintext_credentials_unless_allowed(capture_server: Factory) -> Non
 def test_dkim_from_the_fastsmtp_setting(capture_server: Factory) -> None:
     server = capture_server()
     signer = fastsmtp.DKIMSigner("example.com", "web", ed25519_pem())
-    with override_settings(EMAIL_PORT=server.port, FASTSMTP={"dkim": signer}):
+    with default_mailer(server.port, {"dkim": signer}):
         assert mail.send_mail("signed", "body", "ann@example.com", ["a@example.org"]) == 1
         fallback = EmailMessage("signed raw", "body", "ann@example.com", ["b@example.org"])
         fallback.encoding = "iso-8859-1"  # not representable: Django's bytes, signed too
-        assert get_connection().send_messages([fallback]) == 1
+        assert default_connection().send_messages([fallback]) == 1
     assert all(verifies(m.content, signer) for m in server.wait_for(2))
 
 
@@ -525,7 +648,7 @@ def test_merge_data_sends_one_personalized_message_per_to(capture_server: Factor
         "bob@example.org": {"plan": "free"},
     }
     msg.merge_global_data = {"site": "Example"}  # type: ignore[attr-defined]
-    assert get_connection(port=server.port).send_messages([msg]) == 1
+    assert connection(port=server.port).send_messages([msg]) == 1
     got = {m.rcpt_tos[0]: parse(m.content) for m in server.wait_for(2)}
     assert got["ann@example.org"]["Subject"] == "Hello Ann Example: your gold plan"
     assert got["ann@example.org"]["To"].addresses[0].display_name == "Ann Example"
@@ -545,7 +668,7 @@ def test_merge_data_refuses_cc(capture_server: Factory) -> None:
     msg = EmailMessage("x", "b", None, ["a@example.org"], cc=["c@example.org"])
     msg.merge_data = {}  # type: ignore[attr-defined]
     with pytest.raises(ValueError, match="cc"):
-        get_connection(port=server.port).send_messages([msg])
+        connection(port=server.port).send_messages([msg])
     assert server.messages == []
 
 
@@ -557,11 +680,7 @@ def test_postfix_starttls_one_session_for_many_calls(
 ) -> None:
     since = postfix.log_offset()
     addresses = [f"django-pool-{i}@example.org" for i in range(3)]
-    with override_settings(
-        EMAIL_PORT=postfix.port,
-        EMAIL_USE_TLS=True,
-        FASTSMTP={"cafile": str(pki.ca_file), "connections": 1},
-    ):
+    with default_mailer(postfix.port, {"cafile": str(pki.ca_file), "connections": 1}, use_tls=True):
         for i, address in enumerate(addresses):
             assert mail.send_mail(f"pool {i}", f"body {i}", None, [address]) == 1
         fastsmtp.django.shutdown()  # QUIT, so Postfix logs the session
@@ -572,25 +691,34 @@ def test_postfix_starttls_one_session_for_many_calls(
     assert session["mail"] == 3 and session["starttls"] == 1
 
 
-def test_engine_closes_cleanly_at_exit(capture_server: Factory, tmp_path: Path) -> None:
+@pytest.mark.parametrize("style", ["EMAIL_settings", "MAILERS"])
+def test_engine_closes_cleanly_at_exit(capture_server: Factory, tmp_path: Path, style: str) -> None:
+    if style == "MAILERS" and not MAILERS:
+        pytest.skip("MAILERS is Django 6.1's")
     server = capture_server()
+    if style == "MAILERS":
+        config = f"""MAILERS={{"default": {{"BACKEND": "{OURS}",
+                 "OPTIONS": {{"host": "127.0.0.1", "port": {server.port}}}}}}}"""
+    else:
+        config = f'EMAIL_BACKEND="{OURS}", EMAIL_HOST="127.0.0.1", EMAIL_PORT={server.port}'
     script = tmp_path / "app.py"
     script.write_text(
         textwrap.dedent(
-            f"""
+            """
             import django
             from django.conf import settings
-            settings.configure(EMAIL_BACKEND="fastsmtp.django.EmailBackend",
-                               EMAIL_HOST="127.0.0.1", EMAIL_PORT={server.port})
+            settings.configure(CONFIG)
             django.setup()
             from django.core.mail import send_mail
             assert send_mail("atexit", "b", "a@example.com", ["b@example.org"]) == 1
             print("sent")
             """
-        )
+        ).replace("CONFIG", config)
     )
+    # Warnings are errors, except Django 6.1's own deprecation of the EMAIL_* settings.
+    allow = ["-W", "ignore::PendingDeprecationWarning"] if MAILERS and style != "MAILERS" else []
     proc = subprocess.run(
-        [sys.executable, "-W", "error", str(script)],
+        [sys.executable, "-W", "error", *allow, str(script)],
         capture_output=True,
         text=True,
         timeout=30,

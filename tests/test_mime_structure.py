@@ -1,10 +1,11 @@
 """Golden tests of the MIME structure of each message shape.
 
 Each shape's tree (content types, nesting, transfer encodings, dispositions, filenames,
-content ids) and its header names, in order, are compared with ``tests/golden/<shape>.txt``;
-boundaries and Message-IDs are random and are not part of the comparison. Set
-``FASTSMTP_UPDATE_GOLDEN=1`` to rewrite the files after an intended change (and review the
-diff)."""
+content ids, the decoded text of each body: exact inside a multipart, with its last line
+ended in a single-part message) and its header names, in order, are compared with
+``tests/golden/<shape>.txt``; boundaries and Message-IDs are random and are not part of the
+comparison. Set ``FASTSMTP_UPDATE_GOLDEN=1`` to rewrite the files after an intended change
+(and review the diff)."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 300
 SHAPES: dict[str, dict[str, Any]] = {
     "text_only": {"text": "Hello\nworld"},
     "html_only": {"text": None, "html": "<p>Hello</p>"},
-    "text_html": {"text": "Hello", "html": "<p>Hello</p>"},
+    "text_html": {"text": "Hello", "html": "<p>Hello</p>\n"},
     "html_inline": {
         "text": None,
         "html": '<img src="cid:logo@x">',

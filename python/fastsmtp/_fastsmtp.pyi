@@ -35,6 +35,7 @@ __all__ = [
     "TransactionResult",
     "__version__",
     "build_message",
+    "check_address",
     "dot_stuff",
     "parse_replies",
 ]
@@ -48,7 +49,9 @@ MessageSpec = dict[str, Any]
 list[str]; subject: str; text: str | None; html: str | None; attachments: list[dict] with
 filename: str, content: bytes, content_type: str, inline: bool, content_id: str | None;
 headers: list[tuple[str, str]]; envelope_sender: str | None; message_id: str | None;
-date: str (an RFC 5322 date, formatted by Python: the core has no clock)."""
+date: str | datetime | None (an RFC 5322 date-time, checked and written in canonical form;
+a datetime, naive meaning local time; None or absent: now, in the local time zone, read in
+Rust and cached per second)."""
 
 @final
 class BuiltMessage:
@@ -126,13 +129,27 @@ def build_message(spec: MessageSpec) -> BuiltMessage:
     Raises InvalidMessage naming the field.
 
     Rules: every address is ``local@domain``, ``<local@domain>`` or ``Name <local@domain>``
-    (RFC 5321 Mailbox after IDNA; a non-ASCII local part makes the message SMTPUTF8). CR,
-    LF and NUL are refused in every header value, name, filename and content id. Extra
-    ``headers`` must have RFC 5322 names (printable ASCII, no ":", at most 76 octets) and
-    may not be From, To, Cc, Bcc, Reply-To, Subject, Date, Message-ID, MIME-Version,
-    Return-Path or any Content-* header (the builder owns those). Bcc never appears in
-    the headers. A text body without a final newline gets one. Without a Date, no Date
-    header is written."""
+    (RFC 5321 Mailbox after IDNA; a non-ASCII local part makes the message SMTPUTF8), and
+    the envelope addresses (sender, to, cc, bcc) pass ``check_address``. Control
+    characters (C0 but TAB, DEL, C1 such as U+0085) and U+2028/U+2029 are refused in every
+    header value, name, filename and content id; addresses also refuse TAB and invisible
+    characters (format characters such as zero-width joiners, bidi controls and the BOM,
+    other default-ignorable code points, non-ASCII spaces); filenames refuse bidi
+    controls. Extra ``headers`` must have RFC 5322 names (printable ASCII, no ":", at most
+    76 octets) and may not be From, To, Cc, Bcc, Reply-To, Subject, Date, Message-ID,
+    MIME-Version, Return-Path or any Content-* header (the builder owns those). Bcc never
+    appears in the headers. A text or HTML part decodes to exactly its text (RFC 2046
+    5.1.1); the body of a single-part message ends with a line break. A ``date`` that is
+    not an RFC 5322 date-time (or a year before 1900) raises InvalidMessage(field="date")."""
+
+def check_address(address: object, field: str, allow_empty: bool = False) -> None:
+    """The one envelope address check, shared with the MIME path and every transaction:
+    raise InvalidMessage(field=field) unless ``address`` is a str that can go into
+    ``MAIL FROM:<...>`` / ``RCPT TO:<...>`` as it is: ``local@domain`` (both non-empty; ""
+    only with ``allow_empty``, the null reverse-path), at most 254 octets, no space, angle
+    bracket, control character (CR, LF, NUL, TAB, DEL, C1 such as U+0085), U+2028/U+2029 or
+    invisible character (zero-width and bidi format characters, the BOM, other
+    default-ignorable code points, non-ASCII spaces)."""
 
 @final
 class Template:

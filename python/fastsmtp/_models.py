@@ -4,13 +4,12 @@
 They are msgspec Structs: cheap to create on the hot path, typed, and serialisable to
 JSON/JSONL as they are (the CLI writes Results as JSONL). Validation of the byte-level
 rules (CR/LF in headers, address syntax, IDNA) happens in Rust, where the bytes are made;
-this module only normalises convenient Python forms (a single address as ``str``, a
-``datetime`` date) into the plain shapes the core takes.
+this module only normalises convenient Python forms (a single address as ``str``) into the
+plain shapes the core takes; the Date (a ``datetime``, a string, or now) is made in Rust.
 """
 
 from __future__ import annotations
 
-import email.utils
 import mimetypes
 import os
 import time
@@ -42,8 +41,11 @@ class Attachment(msgspec.Struct, kw_only=True):
     filename: str
     content: bytes
     content_type: str | None = None
-    """MIME type; guessed from ``filename`` when omitted (``application/octet-stream``
-    when the extension is unknown)."""
+    """MIME type, ``type/subtype`` with optional parameters (``"text/plain; charset=utf-8"``,
+    RFC 2045 syntax; RFC 2231 ``attr*=utf-8''...`` values are decoded); guessed from
+    ``filename`` when omitted (``application/octet-stream`` when the extension is unknown).
+    The ``name`` parameter comes from ``filename``: a different ``name`` here, a repeated
+    parameter or an RFC 2231 continuation raises InvalidMessage."""
     inline: bool = False
     content_id: str | None = None
     """For inline parts: the id the HTML refers to as ``cid:<content_id>``."""
@@ -98,6 +100,10 @@ class Message(msgspec.Struct, kw_only=True):
     """The MAIL FROM return path; defaults to the sender's address."""
     message_id: str | None = None
     date: datetime | str | None = None
+    """The Date header: a ``datetime`` (a naive one is local time) or an RFC 5322 date-time
+    string (``"Thu, 01 Jan 2026 09:00:00 +0100"``; checked, and written in canonical
+    form); None (the default) is now, in the local time zone. Anything else raises
+    InvalidMessage(field="date") when the message is built."""
 
     def __post_init__(self) -> None:
         # Accept a single address where a list is expected: the most common slip.
@@ -135,7 +141,7 @@ class Message(msgspec.Struct, kw_only=True):
             "headers": list(self.headers.items()),
             "envelope_sender": self.envelope_sender,
             "message_id": self.message_id,
-            "date": format_date(self.date),
+            "date": self.date,
         }
 
     def as_bytes(self, *, dkim: DKIMSigner | None = None) -> bytes:
@@ -147,15 +153,6 @@ class Message(msgspec.Struct, kw_only=True):
         if dkim is not None:
             built = dkim.sign(built, int(time.time()))
         return built.as_bytes()
-
-
-def format_date(value: datetime | str | None) -> str:
-    """An RFC 5322 Date value: the given one, or now (in local time)."""
-    if value is None:
-        return email.utils.formatdate(localtime=True)
-    if isinstance(value, datetime):
-        return email.utils.format_datetime(value if value.tzinfo else value.astimezone())
-    return value
 
 
 class Recipient(msgspec.Struct, kw_only=True):

@@ -21,6 +21,23 @@ Any other ``fastsmtp.Engine`` keyword (``max_attempts``, ``window``, ``idle_time
 accepted as well. Unlike Django's backend, fastsmtp never sends a password over a plaintext
 connection unless ``allow_plaintext_auth`` is set.
 
+Django 6.1's ``MAILERS`` setting works as for Django's SMTP backend: ``OPTIONS`` take
+``host`` (required), ``port`` (465 with ``use_ssl``, 587 with ``use_tls``, else 25),
+``username``, ``password``, ``use_tls``, ``use_ssl``, ``timeout``, ``ssl_keyfile``,
+``ssl_certfile`` and ``fail_silently``, plus any engine option; ``FASTSMTP`` applies
+under every alias, OPTIONS on top::
+
+    MAILERS = {
+        "default": {
+            "BACKEND": "fastsmtp.django.EmailBackend",
+            "OPTIONS": {"host": "smtp.example.com", "use_tls": True, "connections": 4},
+        },
+    }
+
+A configuration error in an entry raises Django's ``InvalidMailer`` naming the alias.
+``fail_silently`` stays the backend's own option (Django 6.1 deprecates only handing it to
+``BaseEmailBackend``, which this backend never does). Supported: Django 4.2 LTS through 6.x.
+
 One engine (one connection pool) per process and distinct configuration serves every
 backend instance, thread and request: it lives on a background thread running its own
 event loop (uvloop when installed), is started on first use, and is closed at interpreter
@@ -79,6 +96,8 @@ _ENGINE_OPTIONS = frozenset(inspect.signature(Engine).parameters) - {"host", "po
 CLOSE_SETTLE = 0.05
 """Seconds the engine loop keeps running after the engines closed (see shutdown)."""
 _BACKEND_OPTIONS = frozenset({"cafile", "send_timeout"})
+# Django 6.1's mail API: MAILERS entries make backends with alias= and their OPTIONS.
+_MAILERS_API = "alias" in inspect.signature(BaseEmailBackend.__init__).parameters
 _FROM_DJANGO_SETTINGS = frozenset({"host", "port", "username", "password"})
 
 
@@ -224,39 +243,82 @@ class EmailBackend(BaseEmailBackend):
         timeout: float | None = None,
         ssl_keyfile: str | None = None,
         ssl_certfile: str | None = None,
+        *,
+        alias: str | None = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(fail_silently=fail_silently)
-        # The same defaults, in the same way, as django.core.mail.backends.smtp.
-        self.host: str = host or settings.EMAIL_HOST
-        self.port: int = port or settings.EMAIL_PORT
-        self.username: str = settings.EMAIL_HOST_USER if username is None else username
-        self.password: str = settings.EMAIL_HOST_PASSWORD if password is None else password
-        self.use_tls: bool = settings.EMAIL_USE_TLS if use_tls is None else use_tls
-        self.use_ssl: bool = settings.EMAIL_USE_SSL if use_ssl is None else use_ssl
-        self.timeout: float | None = settings.EMAIL_TIMEOUT if timeout is None else timeout
-        self.ssl_keyfile: str | None = (
-            settings.EMAIL_SSL_KEYFILE if ssl_keyfile is None else ssl_keyfile
-        )
-        self.ssl_certfile: str | None = (
-            settings.EMAIL_SSL_CERTFILE if ssl_certfile is None else ssl_certfile
-        )
-        if self.use_ssl and self.use_tls:
-            raise ValueError(
-                "EMAIL_USE_TLS/EMAIL_USE_SSL are mutually exclusive, so only set "
-                "one of those settings to True."
+        # Django 6.1 (MAILERS) names options Django passed for an older API that a backend
+        # may not know; they are dropped when unknown (see mailers.create_connection).
+        ignorable = set(kwargs.pop("_ignore_unknown_kwargs", None) or ())
+        if _MAILERS_API:
+            # fail_silently is the backend's own: handing it to BaseEmailBackend is
+            # deprecated in Django 6.1.
+            super().__init__(alias=alias)  # type: ignore[call-arg, unused-ignore]
+        else:
+            super().__init__(fail_silently=fail_silently)
+        self.alias: str | None = alias
+        self.fail_silently: bool = fail_silently
+        if alias is None and not _mailers_configured():
+            # The same defaults, in the same way, as django.core.mail.backends.smtp.
+            self.host: str = host or settings.EMAIL_HOST
+            self.port: int = port or settings.EMAIL_PORT
+            self.username: str | None = settings.EMAIL_HOST_USER if username is None else username
+            self.password: str | None = (
+                settings.EMAIL_HOST_PASSWORD if password is None else password
             )
+            self.use_tls: bool = settings.EMAIL_USE_TLS if use_tls is None else use_tls
+            self.use_ssl: bool = settings.EMAIL_USE_SSL if use_ssl is None else use_ssl
+            self.timeout: float | None = settings.EMAIL_TIMEOUT if timeout is None else timeout
+            self.ssl_keyfile: str | None = (
+                settings.EMAIL_SSL_KEYFILE if ssl_keyfile is None else ssl_keyfile
+            )
+            self.ssl_certfile: str | None = (
+                settings.EMAIL_SSL_CERTFILE if ssl_certfile is None else ssl_certfile
+            )
+            if self.use_ssl and self.use_tls:
+                raise ValueError(
+                    "EMAIL_USE_TLS/EMAIL_USE_SSL are mutually exclusive, so only set "
+                    "one of those settings to True."
+                )
+        else:
+            # A MAILERS entry (Django 6.1): OPTIONS only, with the SMTP backend's defaults.
+            if host is None:
+                raise self._invalid("OPTIONS must define 'host'.")
+            self.use_tls = bool(use_tls)
+            self.use_ssl = bool(use_ssl)
+            if self.use_ssl and self.use_tls:
+                raise self._invalid(
+                    "The 'use_ssl' and 'use_tls' OPTIONS are incompatible. "
+                    "Set at most one of them to True."
+                )
+            self.host = host
+            self.port = port or (465 if self.use_ssl else 587 if self.use_tls else 25)
+            self.username, self.password = username, password
+            self.timeout, self.ssl_keyfile, self.ssl_certfile = timeout, ssl_keyfile, ssl_certfile
         configured = dict(getattr(settings, "FASTSMTP", None) or {})
         clash = _FROM_DJANGO_SETTINGS & configured.keys()
         if clash:
             raise ImproperlyConfigured(
                 f"FASTSMTP cannot set {sorted(clash)}: use EMAIL_HOST, EMAIL_PORT, "
-                "EMAIL_HOST_USER and EMAIL_HOST_PASSWORD"
+                "EMAIL_HOST_USER and EMAIL_HOST_PASSWORD (or MAILERS OPTIONS)"
             )
+        kwargs = {k: v for k, v in kwargs.items() if k not in ignorable or _known(k)}
         _check_options(configured, "FASTSMTP setting")
-        _check_options(kwargs, "EmailBackend argument")
+        unknown = _unknown(kwargs)
+        if unknown:
+            what = "OPTIONS" if self.alias is not None else "EmailBackend argument(s)"
+            raise self._invalid(f"unknown {what}: {', '.join(unknown)}")
         self.options: dict[str, Any] = {**configured, **kwargs}
         self.send_timeout: float | None = self.options.pop("send_timeout", None)
+
+    def _invalid(self, message: str) -> ImproperlyConfigured:
+        """A configuration error; Django 6.1's InvalidMailer (naming the alias) for MAILERS."""
+        if self.alias is not None and _MAILERS_API:
+            from django.core.mail import InvalidMailer  # type: ignore[attr-defined, unused-ignore]
+
+            error: ImproperlyConfigured = InvalidMailer(message, alias=self.alias)
+            return error
+        return ImproperlyConfigured(message)
 
     # Engine -----------------------------------------------------------------------------------
 
@@ -371,10 +433,23 @@ def _set_results(message: EmailMessage, results: list[Result]) -> None:
     message.fastsmtp_results = results  # type: ignore[attr-defined]
 
 
+def _known(option: str) -> bool:
+    return option in _ENGINE_OPTIONS or option in _BACKEND_OPTIONS
+
+
+def _unknown(options: dict[str, Any]) -> list[str]:
+    return sorted(k for k in options if not _known(k))
+
+
 def _check_options(options: dict[str, Any], what: str) -> None:
-    unknown = options.keys() - _ENGINE_OPTIONS - _BACKEND_OPTIONS
+    unknown = _unknown(options)
     if unknown:
-        raise ImproperlyConfigured(f"unknown {what}(s): {', '.join(sorted(unknown))}")
+        raise ImproperlyConfigured(f"unknown {what}(s): {', '.join(unknown)}")
+
+
+def _mailers_configured() -> bool:
+    """Django 6.1 with MAILERS set: the EMAIL_* settings are gone (reading one raises)."""
+    return _MAILERS_API and hasattr(settings, "MAILERS")
 
 
 def _prepare(message: EmailMessage) -> Message | RawMessage | BatchMessage:

@@ -9,9 +9,17 @@
 //! Security: angle brackets, whitespace and CR/LF/NUL are refused outside the places the
 //! grammar allows them, so an address can never smuggle a second address or an SMTP
 //! command (`a@b> NOTIFY=...`, `a@b\r\nRCPT TO:...`) into the envelope or the headers.
+//! Control characters, Unicode line separators and invisible characters are refused in
+//! every address (the policy is in [`super::chars`]).
+//!
+//! [`check_path`] is the one envelope address check: every address that goes into
+//! `MAIL FROM` / `RCPT TO` passes it, whichever way it came (a message's sender and
+//! recipients here, `protocol::command::Address` for `Engine.send_raw` and every
+//! transaction, `_fastsmtp.check_address` for Python).
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
+use super::chars::{describe, find_forbidden, Context};
 use super::error::{check_no_ctl, MimeError, Result};
 
 /// RFC 5321 4.5.3.1.1: "The maximum total length of a user name or other local-part is 64
@@ -19,6 +27,62 @@ use super::error::{check_no_ctl, MimeError, Result};
 const MAX_LOCAL: usize = 64;
 /// RFC 5321 4.5.3.1.2: "The maximum total length of a domain name or number is 255 octets."
 const MAX_DOMAIN: usize = 255;
+/// RFC 5321 4.5.3.1.3: "The maximum total length of a reverse-path or forward-path is 256
+/// octets (including the punctuation and element separators)", i.e. the angle brackets.
+pub const MAX_PATH: usize = 256;
+
+/// The one envelope address check: may `address` go between the angle brackets of
+/// `MAIL FROM:<...>` or `RCPT TO:<...>` as it is?
+///
+/// * `""` only when `null_ok` (the null reverse-path `<>` of bounces);
+/// * at most 254 octets (the path's 256 with its brackets, RFC 5321 4.5.3.1.3);
+/// * no space, `<` or `>`: they would end the path and start ESMTP parameters (RFC 5321
+///   allows a space inside a quoted local part, but a server that splits the line at
+///   spaces would not see it as one; no such address is sent);
+/// * none of the characters [`super::chars`] refuses in addresses: controls (CR, LF, NUL,
+///   TAB, DEL, C1 such as U+0085), U+2028 / U+2029, and invisible characters;
+/// * `local@domain`, both parts non-empty (the last `@` splits them).
+///
+/// The MIME path also checks the RFC 5321 grammar ([`Mailbox::parse`]); the raw path
+/// (`send_raw`) takes any address that passes this check, so a caller can reach a mailbox
+/// the grammar would not write (a local part with two dots, say) but can never break the
+/// framing of a command.
+pub fn check_path(address: &str, null_ok: bool) -> std::result::Result<(), String> {
+    if address.is_empty() {
+        return if null_ok {
+            Ok(())
+        } else {
+            Err("empty address".to_owned())
+        };
+    }
+    if address.len() + 2 > MAX_PATH {
+        return Err(format!("address longer than {} octets", MAX_PATH - 2));
+    }
+    // Every address of a typical batch is printable ASCII without space or angle
+    // brackets: one tight pass says so; anything else gets the full character policy.
+    let plain = address
+        .bytes()
+        .all(|b| b > b' ' && b < 0x7f && b != b'<' && b != b'>');
+    if !plain {
+        if let Some(c) = find_forbidden(address, Context::Address) {
+            return Err(format!("{} is not allowed in an address", describe(c)));
+        }
+        if let Some(b) = address.bytes().find(|b| matches!(b, b' ' | b'<' | b'>')) {
+            return Err(format!(
+                "{:?} is not allowed in an address sent to the server",
+                char::from(b)
+            ));
+        }
+    }
+    match address.rfind('@') {
+        None => Err(format!(
+            "{address:?} is not local-part@domain ('@' missing)"
+        )),
+        Some(0) => Err("empty local part".to_owned()),
+        Some(at) if at + 1 == address.len() => Err("empty domain".to_owned()),
+        Some(_) => Ok(()),
+    }
+}
 
 /// A validated mailbox.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,7 +153,7 @@ impl Mailbox {
         let b = s.as_bytes();
         let at = memchr::memchr(b'@', b)?;
         let (local, domain) = (&b[..at], &b[at + 1..]);
-        if local.len() > MAX_LOCAL || domain.len() > MAX_DOMAIN {
+        if local.len() > MAX_LOCAL || domain.len() > MAX_DOMAIN || b.len() + 2 > MAX_PATH {
             return None;
         }
         // Dot-string: atext atoms separated by single dots.
@@ -173,6 +237,10 @@ impl Mailbox {
     /// Parse a bare `local@domain` (RFC 5321 `Mailbox`, with UTF-8 allowed per RFC 6531).
     pub fn parse_addr_spec(s: &str, field: &str) -> Result<Mailbox> {
         check_no_ctl(field, s)?;
+        if let Some(c) = find_forbidden(s, Context::Address) {
+            let why = format!("{} is not allowed in an address", describe(c));
+            return Err(bad(field, &why));
+        }
         let (local, domain) = if s.starts_with('"') {
             let end = quoted_end(s).ok_or_else(|| bad(field, "unterminated quoted local part"))?;
             let (local, rest) = s.split_at(end);
@@ -197,7 +265,18 @@ impl Mailbox {
         }
         check_local(local).map_err(|m| bad(field, m))?;
         let domain = ascii_domain(domain).map_err(|m| bad(field, m))?;
-        Ok(Mailbox::new(None, local, &domain))
+        let mailbox = Mailbox::new(None, local, &domain);
+        if mailbox.addr.len() + 2 > MAX_PATH {
+            return Err(bad(field, "address longer than 254 octets"));
+        }
+        Ok(mailbox)
+    }
+
+    /// Check that the address can go into `MAIL FROM` / `RCPT TO` ([`check_path`]): an
+    /// address the grammar allows but the envelope does not (a quoted local part with a
+    /// space) is refused here, naming `field`, before any message is built.
+    pub fn check_envelope(&self, field: &str) -> Result<()> {
+        check_path(&self.addr, false).map_err(|why| bad(field, &why))
     }
 
     /// `local@domain`, as written in MAIL FROM / RCPT TO and in headers.
@@ -534,6 +613,96 @@ mod tests {
         assert!(Mailbox::parse("a@-bücher.de", "f").is_err());
         let long_label = format!("a@{}.org", "b".repeat(64));
         assert!(Mailbox::parse(&long_label, "f").is_err());
+    }
+
+    /// Characters no address may hold, from each class the policy names.
+    const FORBIDDEN: &[char] = &[
+        '\r',
+        '\n',
+        '\0',
+        '\t',
+        '\x1b',
+        '\x7f',
+        '\u{80}',
+        '\u{85}',
+        '\u{9f}',
+        '\u{2028}',
+        '\u{2029}',
+        '\u{200b}',
+        '\u{200c}',
+        '\u{200d}',
+        '\u{200e}',
+        '\u{202e}',
+        '\u{2066}',
+        '\u{2060}',
+        '\u{feff}',
+        '\u{ad}',
+        '\u{a0}',
+        '\u{3000}',
+        '\u{3164}',
+        '\u{fe0f}',
+        '\u{e0041}',
+    ];
+
+    proptest! {
+        /// A forbidden character anywhere in an address (in any form the parser takes) is
+        /// refused by the MIME path and by the one envelope check alike.
+        #[test]
+        fn forbidden_characters_are_refused_everywhere(
+            c in proptest::sample::select(FORBIDDEN),
+            form in 0usize..4,
+            at in 0usize..64,
+        ) {
+            let plain = "bob.smith@bücher.example.org";
+            let chars: Vec<char> = plain.chars().collect();
+            let at = at % (chars.len() + 1);
+            let mut bad: String = chars[..at].iter().collect();
+            bad.push(c);
+            bad.extend(&chars[at..]);
+            let input = match form {
+                0 => bad.clone(),
+                1 => format!("<{bad}>"),
+                2 => format!("Bob <{bad}>"),
+                _ => format!("\"Bob Smith\" <{bad}>"),
+            };
+            prop_assert!(Mailbox::parse(&input, "to[0]").is_err(), "accepted {:?}", input);
+            prop_assert!(check_path(&bad, false).is_err(), "path accepted {:?}", bad);
+            prop_assert!(check_path(&bad, true).is_err());
+        }
+    }
+
+    #[test]
+    fn path_table() {
+        for (address, null_ok, ok) in [
+            ("a@b", false, true),
+            ("", true, true),
+            ("", false, false),
+            ("jörg@bücher.de", false, true),
+            ("a..b@legacy.example", false, true), // the raw path leaves grammar to the caller
+            ("\"a b\"@x.org", false, false),
+            ("a@b>x", false, false),
+            ("no-at", false, false),
+            ("@b", false, false),
+            ("a@", false, false),
+            ("a@b\u{85}", false, false),
+        ] {
+            assert_eq!(check_path(address, null_ok).is_ok(), ok, "{address:?}");
+        }
+        let e = check_path("b@example.org\u{85}", false).unwrap_err();
+        assert!(e.contains("U+0085"), "{e}");
+    }
+
+    #[test]
+    fn envelope_check_refuses_what_headers_may_show() {
+        // A quoted local part with a space is a valid mailbox (for Reply-To, say) but
+        // cannot go into RCPT TO.
+        let m = Mailbox::parse("\"a b\"@x.org", "reply_to[0]").unwrap();
+        assert_eq!(m.check_envelope("to[0]").unwrap_err().field, "to[0]");
+        // Each part within its own limit, the whole longer than a path may be.
+        let label = "b".repeat(63);
+        let long = format!("{}@{label}.{label}.{label}.org", "a".repeat(64));
+        let e = Mailbox::parse(&long, "to[0]").unwrap_err();
+        assert!(e.message.contains("254"), "{e}");
     }
 
     #[test]

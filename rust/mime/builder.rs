@@ -13,6 +13,13 @@
 //! base64 output cannot contain; 7bit parts that contain `--=_` are checked against each
 //! boundary, and the boundary is drawn again on a collision.
 //!
+//! A text part's encoded body ends where its text ends: RFC 2046 5.1.1, "The CRLF preceding
+//! the boundary delimiter line is conceptually attached to the boundary", so "Hi" is read
+//! back as "Hi" from a multipart, not "Hi\n". A message that is one text part has its last
+//! line ended instead (DATA needs it, RFC 5321 4.1.1.4), in every transfer encoding alike,
+//! as `smtplib` (and so Django's SMTP backend) ends it: such a text reads back with one
+//! final line break in every client.
+//!
 //! The work is split so a template can do most of it once per batch: [`Prepared`] is
 //! everything validated and encoded from the spec (addresses, static headers, attachments,
 //! layout); [`assemble`] takes the per-message pieces and writes the message.
@@ -20,8 +27,11 @@
 use std::sync::Arc;
 
 use super::address::Mailbox;
+use super::chars::Context;
+use super::content_type::{self, ContentType};
+use super::date::{self, DateSpec};
 use super::encoding::{choose_text_encoding, encode_base64, write_text, TransferEncoding};
-use super::error::{check_no_ctl, MimeError, Result};
+use super::error::{check_chars, check_no_ctl, MimeError, Result};
 use super::header::{self, HeaderLine};
 use super::message::{BuiltMessage, MessageWriter};
 use super::random;
@@ -87,12 +97,13 @@ pub struct EncodedPart {
 }
 
 /// Write a text part (`text/plain` or `text/html`, utf-8) and say whether its body needs
-/// boundary checks.
-pub fn write_text_part(out: &mut Vec<u8>, subtype: &str, text: &str) -> bool {
+/// boundary checks. `whole_body`: the part is the message's only part, whose last line is
+/// ended (see the module docs); otherwise it ends where `text` ends.
+pub fn write_text_part(out: &mut Vec<u8>, subtype: &str, text: &str, whole_body: bool) -> bool {
     let te = choose_text_encoding(text.as_bytes());
     write_text_part_header(out, subtype, te);
     let start = out.len();
-    write_text(text.as_bytes(), te, out);
+    write_text(text.as_bytes(), te, out, whole_body);
     te == TransferEncoding::SevenBit && has_marker(&out[start..])
 }
 
@@ -110,47 +121,50 @@ pub fn has_marker(body: &[u8]) -> bool {
     memchr::memmem::find(body, b"--=_").is_some()
 }
 
-/// A text part encoded once, to share.
-pub fn encode_text_part(subtype: &str, text: &str) -> EncodedPart {
+/// A text part encoded once, to share (`whole_body` as for [`write_text_part`]).
+pub fn encode_text_part(subtype: &str, text: &str, whole_body: bool) -> EncodedPart {
     let mut out = Vec::with_capacity(text.len() + text.len() / 16 + 96);
-    let marker = write_text_part(&mut out, subtype, text);
+    let marker = write_text_part(&mut out, subtype, text, whole_body);
     EncodedPart {
         bytes: out.into(),
         marker,
     }
 }
 
-/// RFC 2045 5.1: `token := 1*<any (US-ASCII) CHAR except SPACE, CTLs, or tspecials>`,
-/// `tspecials := "(" / ")" / "<" / ">" / "@" / "," / ";" / ":" / "\" / <"> / "/" / "[" /
-/// "]" / "?" / "="`.
-fn is_token(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?=".contains(&b))
-}
-
-/// Check `type/subtype[; params]` (RFC 2045 5.1); parameters must be printable ASCII.
-fn check_content_type(ct: &str, field: &str) -> Result<()> {
+/// Parse and check an attachment's `type/subtype[; params]` (see [`content_type`]): no
+/// multipart (the structure is the builder's), and a `name` parameter only when it agrees
+/// with the file name (which writes `name` itself).
+fn parse_content_type(ct: &str, filename: &str, field: &str) -> Result<ContentType> {
     check_no_ctl(field, ct)?;
-    let (main, params) = ct.split_once(';').unwrap_or((ct, ""));
-    let ok = match main.trim().split_once('/') {
-        Some((t, s)) => is_token(t) && is_token(s),
-        None => false,
-    };
-    if !ok || !params.bytes().all(|b| matches!(b, b' '..=b'~' | b'\t')) || ct.len() > 200 {
+    if ct.len() > MAX_CONTENT_TYPE {
         return Err(MimeError::invalid(
             field,
-            format!("invalid content type {ct:?} (want type/subtype)"),
+            format!("content type longer than {MAX_CONTENT_TYPE} octets"),
         ));
     }
-    if main.trim().to_ascii_lowercase().starts_with("multipart/") {
+    let parsed = content_type::parse(ct).map_err(|why| MimeError::invalid(field, why))?;
+    if parsed.mime_type.starts_with("multipart/") {
         return Err(MimeError::invalid(
             field,
             "an attachment cannot be a multipart",
         ));
     }
-    Ok(())
+    if let Some(name) = parsed.param("name") {
+        if !filename.is_empty() && name != filename {
+            return Err(MimeError::invalid(
+                field,
+                format!(
+                    "name={name:?} differs from the filename {filename:?}: give the name as the \
+                     filename only"
+                ),
+            ));
+        }
+    }
+    Ok(parsed)
 }
+
+/// The longest Content-Type an attachment may give (its parameters are written again, folded).
+const MAX_CONTENT_TYPE: usize = 900;
 
 /// A Content-ID / Message-ID body (without angle brackets): printable ASCII without
 /// spaces or angle brackets, at most 250 octets.
@@ -177,13 +191,13 @@ fn check_id(id: &str, field: &str) -> Result<String> {
 /// Encode one attachment as a shared part (base64, RFC 2231 filename).
 pub fn encode_attachment(a: &AttachmentSpec, index: usize) -> Result<EncodedPart> {
     let field = |what: &str| format!("attachments[{index}].{what}");
-    check_no_ctl(&field("filename"), &a.filename)?;
+    check_chars(&field("filename"), &a.filename, Context::Filename)?;
     let content_type = if a.content_type.is_empty() {
         "application/octet-stream"
     } else {
         &a.content_type
     };
-    check_content_type(content_type, &field("content_type"))?;
+    let content_type = parse_content_type(content_type, &a.filename, &field("content_type"))?;
     let cid = a
         .content_id
         .as_deref()
@@ -191,9 +205,14 @@ pub fn encode_attachment(a: &AttachmentSpec, index: usize) -> Result<EncodedPart
         .transpose()?;
     let mut out = Vec::with_capacity(a.content.len() / 57 * 78 + 400);
     {
+        // The caller's parameters, then the file name as `name` (RFC 2046 4.5.1's, still
+        // read by mail clients), unless the caller gave that same name already.
         let mut h = HeaderLine::start(&mut out, "Content-Type");
-        h.token(b" ", content_type.as_bytes());
-        if !a.filename.is_empty() {
+        h.token(b" ", content_type.mime_type.as_bytes());
+        for (attribute, value) in &content_type.params {
+            header::write_param(&mut h, attribute, value);
+        }
+        if !a.filename.is_empty() && content_type.param("name").is_none() {
             header::write_param(&mut h, "name", &a.filename);
         }
         h.finish();
@@ -268,6 +287,12 @@ impl Prepared {
         self.multiparts > 0
     }
 
+    /// True when the message is one text part: its last line must be ended (see
+    /// [`write_text_part`]).
+    pub fn single_part(&self) -> bool {
+        self.multiparts == 0
+    }
+
     /// Validate everything but subject, bodies and extra headers (which may be templates).
     pub fn new(spec: &MessageSpec) -> Result<Prepared> {
         if spec.sender.trim().is_empty() {
@@ -279,13 +304,23 @@ impl Prepared {
         let bcc = parse_list(&spec.bcc, "bcc")?;
         let reply_to = parse_list(&spec.reply_to, "reply_to")?;
         let (envelope_sender, env_utf8) = match spec.envelope_sender.as_deref() {
-            None => (from.addr_spec().to_owned(), from.needs_smtputf8()),
+            None => {
+                from.check_envelope("sender")?;
+                (from.addr_spec().to_owned(), from.needs_smtputf8())
+            }
             Some(s) if s.trim().is_empty() || s.trim() == "<>" => (String::new(), false),
             Some(s) => {
                 let m = Mailbox::parse(s, "envelope_sender")?;
+                m.check_envelope("envelope_sender")?;
                 (m.addr_spec().to_owned(), m.needs_smtputf8())
             }
         };
+        // Recipients go into RCPT TO: the one envelope check, before anything is built.
+        for (name, list) in [("to", &to), ("cc", &cc), ("bcc", &bcc)] {
+            for (i, m) in list.iter().enumerate() {
+                m.check_envelope(&format!("{name}[{i}]"))?;
+            }
+        }
         let smtputf8 = env_utf8
             || from.needs_smtputf8()
             || [&to, &cc, &bcc, &reply_to]
@@ -308,15 +343,12 @@ impl Prepared {
             .transpose()?;
         let mut static_headers = Vec::with_capacity(256);
         if let Some(date) = &spec.date {
-            check_no_ctl("date", date)?;
-            if date.trim().is_empty()
-                || !date.bytes().all(|b| matches!(b, b' '..=b'~'))
-                || date.len() > 200
-            {
-                return Err(MimeError::invalid("date", format!("invalid date {date:?}")));
+            if let DateSpec::Text(text) = date {
+                check_no_ctl("date", text)?;
             }
+            let value = date::header_value(date).map_err(|why| MimeError::invalid("date", why))?;
             static_headers.extend_from_slice(b"Date: ");
-            static_headers.extend_from_slice(date.trim().as_bytes());
+            static_headers.extend_from_slice(value.as_bytes());
             static_headers.extend_from_slice(b"\r\n");
         }
         header::write_address_header(&mut static_headers, "From", &[&from]);
@@ -532,16 +564,17 @@ pub fn build_message(spec: &MessageSpec) -> Result<BuiltMessage> {
         check_extra_header(name, value)?;
         header::write_unstructured(&mut extra, name, value);
     }
+    let single = prep.single_part();
     let mut text_buf = Vec::new();
-    let text = spec.text.as_deref().map(|t| {
-        let marker = write_text_part(&mut text_buf, "plain", t);
-        (marker,)
-    });
+    let text_marker = spec
+        .text
+        .as_deref()
+        .map(|t| write_text_part(&mut text_buf, "plain", t, single));
     let mut html_buf = Vec::new();
-    let html = spec
+    let html_marker = spec
         .html
         .as_deref()
-        .map(|t| (write_text_part(&mut html_buf, "html", t),));
+        .map(|t| write_text_part(&mut html_buf, "html", t, single));
     let to: Vec<&Mailbox> = prep.to.iter().collect();
     let mut recipients: Vec<String> = prep.to.iter().map(|m| m.addr_spec().to_owned()).collect();
     recipients.extend(prep.extra_recipients.iter().cloned());
@@ -551,8 +584,8 @@ pub fn build_message(spec: &MessageSpec) -> Result<BuiltMessage> {
         smtputf8: prep.smtputf8,
         subject: &subject,
         extra_headers: &extra,
-        text: text.map(|(m,)| Piece::Bytes(&text_buf, m)),
-        html: html.map(|(m,)| Piece::Bytes(&html_buf, m)),
+        text: text_marker.map(|m| Piece::Bytes(&text_buf, m)),
+        html: html_marker.map(|m| Piece::Bytes(&html_buf, m)),
     };
     Ok(assemble(&prep, parts, &mut random::rng()))
 }
@@ -566,7 +599,7 @@ mod tests {
             sender: "Ann <ann@example.com>".into(),
             to: vec!["bob@example.org".into()],
             subject: "Hi".into(),
-            date: Some("Thu, 01 Jan 2026 00:00:00 +0000".into()),
+            date: Some(DateSpec::Text("Thu, 01 Jan 2026 00:00:00 +0000".into())),
             ..MessageSpec::default()
         }
     }
@@ -688,7 +721,19 @@ mod tests {
             ),
             (|s| s.message_id = Some("<a b@c>".into()), "message_id"),
             (|s| s.message_id = Some("no-at".into()), "message_id"),
-            (|s| s.date = Some("Mon\r\n".into()), "date"),
+            (|s| s.date = Some(DateSpec::Text("Mon\r\n".into())), "date"),
+            (
+                |s| {
+                    s.date = Some(DateSpec::Text(
+                        "Thu, 01 Jan 2026 00:00:00 +0000\u{85}".into(),
+                    ))
+                },
+                "date",
+            ),
+            (
+                |s| s.date = Some(DateSpec::Text("Fri, 01 Jan 2026 00:00:00 +0000".into())),
+                "date",
+            ),
             (
                 |s| {
                     s.attachments = vec![AttachmentSpec {
@@ -697,6 +742,27 @@ mod tests {
                     }]
                 },
                 "attachments[0].filename",
+            ),
+            (
+                |s| {
+                    s.attachments = vec![AttachmentSpec {
+                        filename: "invoice\u{202e}fdp.exe".into(),
+                        ..att("x", false)
+                    }]
+                },
+                "attachments[0].filename",
+            ),
+            (|s| s.to = vec!["b@example.org\u{85}".into()], "to[0]"),
+            (|s| s.bcc = vec!["b\u{2028}@example.org".into()], "bcc[0]"),
+            (|s| s.to = vec!["\"a b\"@example.org".into()], "to[0]"),
+            (
+                |s| s.sender = "Ann\u{2028} <a@example.com>".into(),
+                "sender",
+            ),
+            (|s| s.subject = "a\u{85}Bcc: x@y".into(), "subject"),
+            (
+                |s| s.headers = vec![("X-A".into(), "1\u{2029}2".into())],
+                "headers[X-A]",
             ),
             (
                 |s| {
@@ -722,6 +788,76 @@ mod tests {
             edit(&mut s);
             let e = build_message(&s).expect_err(field);
             assert_eq!(e.field, *field, "{e}");
+        }
+    }
+
+    /// The Content-Type line of the first attachment of a message with `content_type`.
+    fn attachment_content_type(filename: &str, content_type: &str) -> Result<String> {
+        let mut s = spec();
+        s.attachments = vec![AttachmentSpec {
+            filename: filename.into(),
+            content_type: content_type.into(),
+            ..att("x", false)
+        }];
+        s.text = Some("t".into());
+        let bytes = build_message(&s)?.to_vec();
+        let text = String::from_utf8(bytes).unwrap().replace("\r\n ", " ");
+        let line = text
+            .lines()
+            .filter(|l| l.starts_with("Content-Type:"))
+            .nth(2) // multipart/mixed, text/plain, then the attachment
+            .expect("attachment part");
+        Ok(line.to_owned())
+    }
+
+    #[test]
+    fn attachment_content_type_parameters_are_merged() {
+        for (filename, ct, want) in [
+            (
+                "x.txt",
+                "text/plain; charset=utf-8",
+                "Content-Type: text/plain; charset=\"utf-8\"; name=\"x.txt\"",
+            ),
+            (
+                "x.txt",
+                "text/plain; name=\"x.txt\"",
+                "Content-Type: text/plain; name=\"x.txt\"",
+            ),
+            (
+                "",
+                "Application/PDF; NAME=a.pdf",
+                "Content-Type: application/pdf; name=\"a.pdf\"",
+            ),
+            // A quote in a value cannot close the parameter: it is written per RFC 2231.
+            (
+                "x.txt",
+                "text/plain; format=\"a\\\"; evil=1\"",
+                "Content-Type: text/plain; format*=utf-8''a%22%3B%20evil%3D1; name=\"x.txt\"",
+            ),
+        ] {
+            assert_eq!(
+                attachment_content_type(filename, ct).unwrap(),
+                want,
+                "{ct:?}"
+            );
+        }
+        for (filename, ct, why) in [
+            (
+                "x.txt",
+                "text/plain; name=\"y.txt\"",
+                "differs from the filename",
+            ),
+            (
+                "x.txt",
+                "text/plain; charset=a; charset=b",
+                "more than once",
+            ),
+            ("x.txt", "text/plain; name=\"x\"\r\nBcc: e@x.org", "CR"),
+            ("x.txt", "text/plain; name*0=a", "continuations"),
+        ] {
+            let e = attachment_content_type(filename, ct).unwrap_err();
+            assert_eq!(e.field, "attachments[0].content_type");
+            assert!(e.message.contains(why), "{ct:?}: {e}");
         }
     }
 

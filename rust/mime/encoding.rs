@@ -2,10 +2,13 @@
 //! normalisation to CRLF.
 //!
 //! Text may arrive with `\n`, `\r\n` or lone `\r` line breaks; each of them is one line
-//! break and becomes CRLF, so a bare CR or LF never reaches the output. A text body that
-//! does not end with a line break gets one (as Python's `email` does), so every encoded
-//! text body ends with CRLF. Lines that are only `.` need nothing here: dot-stuffing is the
-//! protocol layer's job.
+//! break and becomes CRLF, so a bare CR or LF never reaches the output. No line break is
+//! added at the end: RFC 2046 5.1.1 says "The CRLF preceding the boundary delimiter line is
+//! conceptually attached to the boundary", so a body part whose encoded text ends where the
+//! text ends decodes to exactly that text ("Hi" stays "Hi", not "Hi\n"). A message made of
+//! one text part is the exception: DATA needs its last line ended, so there the caller asks
+//! for the last line to be ended (`end_last_line`), in every transfer encoding alike. Lines
+//! that are only `.` need nothing here: dot-stuffing is the protocol layer's job.
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
@@ -59,7 +62,13 @@ pub fn for_each_line(text: &[u8], mut f: impl FnMut(&[u8])) {
     }
 }
 
-/// `text` with every line break as CRLF and a final CRLF when non-empty.
+/// True when `text` ends with a line break (CR or LF).
+fn ends_with_break(text: &[u8]) -> bool {
+    matches!(text.last(), Some(b'\r' | b'\n'))
+}
+
+/// `text` with every line break as CRLF and a final CRLF when non-empty (the wire form of
+/// a whole message, whose last line DATA needs ended).
 pub fn normalize_newlines(text: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(text.len() + text.len() / 32 + 2);
     write_crlf_lines(text, &mut out);
@@ -132,23 +141,37 @@ pub fn choose_text_encoding(text: &[u8]) -> TransferEncoding {
     }
 }
 
-/// Write a text body in the given transfer encoding, with CRLF line breaks. The output
-/// ends with CRLF unless `text` is empty.
-pub fn write_text(text: &[u8], te: TransferEncoding, out: &mut Vec<u8>) {
+/// Write a text body in the given transfer encoding, with CRLF line breaks. The decoded
+/// body is exactly `text` with CRLF line breaks; with `end_last_line` (a body that is the
+/// whole message) a non-empty text that does not end with a line break gets one. (Base64
+/// lines always end with CRLF, which decoders skip.)
+pub fn write_text(text: &[u8], te: TransferEncoding, out: &mut Vec<u8>, end_last_line: bool) {
+    let open_end = !end_last_line && !ends_with_break(text);
     match te {
         TransferEncoding::SevenBit => {
             out.reserve(text.len() + text.len() / 32 + 2);
             write_crlf_lines(text, out);
         }
         TransferEncoding::QuotedPrintable => encode_qp(text, out),
-        TransferEncoding::Base64 => encode_base64(&normalize_newlines(text), out),
+        TransferEncoding::Base64 => {
+            let mut lines = normalize_newlines(text);
+            if open_end {
+                lines.truncate(lines.len().saturating_sub(2));
+            }
+            encode_base64(&lines, out);
+            return;
+        }
+    }
+    if open_end && !text.is_empty() {
+        // Every line was written with its CRLF: the last one had none in `text`.
+        out.truncate(out.len() - 2);
     }
 }
 
 /// [`choose_text_encoding`] then [`write_text`].
-pub fn encode_text(text: &[u8], out: &mut Vec<u8>) -> TransferEncoding {
+pub fn encode_text(text: &[u8], out: &mut Vec<u8>, end_last_line: bool) -> TransferEncoding {
     let te = choose_text_encoding(text);
-    write_text(text, te, out);
+    write_text(text, te, out, end_last_line);
     te
 }
 
@@ -157,7 +180,8 @@ const HEX: &[u8; 16] = b"0123456789ABCDEF";
 /// Quoted-printable (RFC 2045 6.7) of a text: each line break of the input (CRLF, CR or LF)
 /// becomes a hard CRLF, lines are soft-broken to at most 76 octets, `=`, controls, 8-bit
 /// octets and whitespace at the end of a line are escaped, and so is the `F` of a line
-/// that starts with "From ". The output ends with CRLF unless `text` is empty.
+/// that starts with "From ". Every line, the last too, ends with a hard CRLF here
+/// ([`write_text`] drops the last one when the text had none).
 pub fn encode_qp(text: &[u8], out: &mut Vec<u8>) {
     out.reserve(text.len() + text.len() / 8 + 8);
     for_each_line(text, |line| qp_line(line, out));
@@ -288,7 +312,7 @@ mod tests {
 
     fn enc(text: &str) -> (TransferEncoding, String) {
         let mut out = Vec::new();
-        let te = encode_text(text.as_bytes(), &mut out);
+        let te = encode_text(text.as_bytes(), &mut out, true);
         (te, String::from_utf8(out).unwrap())
     }
 
@@ -325,6 +349,42 @@ mod tests {
                 want.as_bytes(),
                 "{input:?}"
             );
+        }
+    }
+
+    #[test]
+    fn text_ends_where_the_input_ends() {
+        use TransferEncoding::{Base64 as B64, QuotedPrintable as QP, SevenBit as SEVEN};
+        // RFC 2046 5.1.1: the CRLF before a boundary belongs to the delimiter, so an
+        // encoded part adds no line break of its own.
+        for (input, te, want) in [
+            ("Hi", SEVEN, "Hi"),
+            ("Hi\n", SEVEN, "Hi\r\n"),
+            ("a\rb\r", SEVEN, "a\r\nb\r\n"),
+            ("\n", SEVEN, "\r\n"),
+            ("", SEVEN, ""),
+            ("Text part ✓", QP, "Text part =E2=9C=93"),
+            ("x \n y ", QP, "x=20\r\n y=20"),
+            ("ü\r\n", QP, "=C3=BC\r\n"),
+            ("Привет", B64, "0J/RgNC40LLQtdGC\r\n"),
+            ("Привет\n", B64, "0J/RgNC40LLQtdGCDQo=\r\n"),
+            ("", B64, ""),
+        ] {
+            let mut out = Vec::new();
+            write_text(input.as_bytes(), te, &mut out, false);
+            assert_eq!(String::from_utf8(out).unwrap(), want, "{input:?} {te:?}");
+        }
+        // The whole body of a message: the last line is ended, in every encoding.
+        for (input, te, want) in [
+            ("Hi", SEVEN, "Hi\r\n"),
+            ("Hi\r", SEVEN, "Hi\r\n"),
+            ("", SEVEN, ""),
+            ("✓", QP, "=E2=9C=93\r\n"),
+            ("Привет", B64, "0J/RgNC40LLQtdGCDQo=\r\n"),
+        ] {
+            let mut out = Vec::new();
+            write_text(input.as_bytes(), te, &mut out, true);
+            assert_eq!(String::from_utf8(out).unwrap(), want, "{input:?} {te:?}");
         }
     }
 

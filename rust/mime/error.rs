@@ -6,6 +6,8 @@
 
 use std::fmt;
 
+use super::chars::{describe, find_forbidden, Context};
+
 /// What kind of failure a [`MimeError`] is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MimeErrorKind {
@@ -83,23 +85,25 @@ impl std::error::Error for MimeError {}
 /// Shorthand for results of the MIME core.
 pub type Result<T> = std::result::Result<T, MimeError>;
 
-/// Reject CR, LF and NUL in a header value (or name, filename, content id...).
+/// Reject what header text may not hold (see [`super::chars`]): C0 controls but TAB, DEL,
+/// C1 controls, U+2028 LINE SEPARATOR and U+2029 PARAGRAPH SEPARATOR.
 ///
 /// Security: a CR or LF in a header value would let the value start a new header line (or
-/// end the header block), i.e. header injection; NUL is forbidden in messages outright.
+/// end the header block), i.e. header injection; NUL is forbidden in messages outright; and
+/// U+0085, U+2028 and U+2029 are line breaks to Unicode-aware readers.
 pub fn check_no_ctl(field: &str, value: &str) -> Result<()> {
-    if let Some(b) = value.bytes().find(|b| matches!(b, b'\r' | b'\n' | b'\0')) {
-        let what = match b {
-            b'\r' => "CR",
-            b'\n' => "LF",
-            _ => "NUL",
-        };
-        return Err(MimeError::invalid(
+    check_chars(field, value, Context::Text)
+}
+
+/// Reject characters `context` does not allow in `value`, naming `field`.
+pub fn check_chars(field: &str, value: &str, context: Context) -> Result<()> {
+    match find_forbidden(value, context) {
+        Some(c) => Err(MimeError::invalid(
             field,
-            format!("{what} is not allowed in {field}"),
-        ));
+            format!("{} is not allowed in {field}", describe(c)),
+        )),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -116,6 +120,10 @@ mod tests {
             ("a\nb", false),
             ("a\r\n b", false),
             ("a\0", false),
+            ("esc\x1b[31m", false),
+            ("nel\u{85}", false),
+            ("ls\u{2028}", false),
+            ("zwj \u{200d}", true),
         ] {
             assert_eq!(check_no_ctl("subject", value).is_ok(), ok, "{value:?}");
         }

@@ -118,13 +118,15 @@ impl Segments {
         true
     }
 
-    /// Append the rendered text as a 7bit body (CRLF line breaks, a final CRLF unless
-    /// empty), when 7bit is what the general path would choose for it; otherwise leave
-    /// `out` as it was and return false.
+    /// Append the rendered text as a 7bit body, when 7bit is what the general path would
+    /// choose for it, with CRLF line breaks and, like [`super::encoding::write_text`], a
+    /// final CRLF only when the text ends with a line break or `end_last_line` asks for one;
+    /// otherwise leave `out` as it was and return false.
     pub fn write_7bit(
         &self,
         lookup: impl Fn(&str) -> Option<Value>,
         escape: bool,
+        end_last_line: bool,
         out: &mut Vec<u8>,
     ) -> bool {
         if !self.direct {
@@ -132,6 +134,9 @@ impl Segments {
         }
         let start = out.len();
         let ok = self.write_7bit_inner(lookup, escape, out, start);
+        if ok && end_last_line && out.len() > start && !out.ends_with(b"\r\n") {
+            out.extend_from_slice(b"\r\n");
+        }
         if !ok {
             out.truncate(start);
         }
@@ -179,13 +184,7 @@ impl Segments {
                 }
             }
         }
-        if dirty && !line_ok(&out[line_start..]) {
-            return false;
-        }
-        if out.len() > start && !out.ends_with(b"\r\n") {
-            out.extend_from_slice(b"\r\n");
-        }
-        true
+        !dirty || line_ok(&out[line_start..])
     }
 }
 
@@ -317,17 +316,17 @@ mod tests {
             "a\n--=_{{ name }}\n",
         ] {
             let segs = Segments::parse(src).expect(src);
-            for escape in [false, true] {
+            for (escape, whole) in [(false, false), (true, false), (false, true), (true, true)] {
                 let mut text = String::new();
                 let general = segs.render(lookup, escape, &mut text).then(|| {
                     let mut out = Vec::new();
-                    write_text_part(&mut out, "plain", &text);
+                    write_text_part(&mut out, "plain", &text, whole);
                     out
                 });
                 let mut direct = b"Content-Type: text/plain; charset=utf-8\r\n\
                     Content-Transfer-Encoding: 7bit\r\n\r\n"
                     .to_vec();
-                if segs.write_7bit(lookup, escape, &mut direct) {
+                if segs.write_7bit(lookup, escape, whole, &mut direct) {
                     assert_eq!(Some(direct), general, "{src:?}");
                 } else {
                     let seven = general.is_some_and(|g| {

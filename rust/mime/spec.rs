@@ -5,6 +5,8 @@
 
 use std::sync::Arc;
 
+use super::date::DateSpec;
+
 /// One attachment or inline part.
 #[derive(Debug, Clone, Default)]
 pub struct AttachmentSpec {
@@ -49,7 +51,8 @@ pub struct MessageSpec {
     pub envelope_sender: Option<String>,
     /// The Message-ID (with or without angle brackets); generated when `None`.
     pub message_id: Option<String>,
-    /// The Date header value (RFC 5322 date-time, formatted by the caller: the core has
-    /// no clock). No Date header is written when `None` (the submission server adds one).
-    pub date: Option<String>,
+    /// The date: an RFC 5322 date-time text (checked, written in canonical form) or an
+    /// instant and UTC offset (the core has no clock: "now" is the caller's). No Date
+    /// header is written when `None` (the submission server adds one).
+    pub date: Option<DateSpec>,
 }

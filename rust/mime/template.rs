@@ -278,6 +278,7 @@ impl Template {
                     Field::Static(encode_text_part(
                         if key == "text" { "plain" } else { "html" },
                         &body,
+                        t.prep.single_part(),
                     ))
                 }
             };
@@ -421,6 +422,7 @@ impl Template {
         scratch: &mut Scratch,
     ) -> Result<BuiltMessage> {
         let mut mailbox = Mailbox::parse_owned(r.address, "address")?;
+        mailbox.check_envelope("address")?;
         if let Some(name) = r.name.filter(|n| !n.is_empty()) {
             check_no_ctl("name", &name)?;
             mailbox.name = Some(name);
@@ -491,7 +493,9 @@ impl Template {
                 if let Some(s) = segs {
                     write_text_part_header(buf, subtype, TransferEncoding::SevenBit);
                     let start = buf.len();
-                    if s.write_7bit(|k| ctx.lookup(k), name == "html", buf) {
+                    let escape = name == "html";
+                    let end = self.prep.single_part();
+                    if s.write_7bit(|k| ctx.lookup(k), escape, end, buf) {
                         direct = Some(start);
                     }
                 }
@@ -501,7 +505,7 @@ impl Template {
                     buf.clear();
                     let body = &self.render_text(name, segs, ctx)?;
                     buf.reserve(body.len() + body.len() / 16 + 96);
-                    write_text_part(buf, subtype, body)
+                    write_text_part(buf, subtype, body, self.prep.single_part())
                 };
                 Some(Piece::Bytes(buf, marker))
             }
@@ -548,7 +552,9 @@ mod tests {
             subject: "Hello {{ name }}".into(),
             text: Some("Hi {{ first }},\nyour code: {{ code }}\n".into()),
             html: Some("<p>Hi {{ first }}</p>\n".into()),
-            date: Some("Thu, 01 Jan 2026 00:00:00 +0000".into()),
+            date: Some(crate::mime::DateSpec::Text(
+                "Thu, 01 Jan 2026 00:00:00 +0000".into(),
+            )),
             ..MessageSpec::default()
         }
     }

@@ -12,11 +12,14 @@ use pyo3::exceptions::PyTypeError;
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{
-    PyBool, PyByteArray, PyBytes, PyDict, PyFloat, PyFrozenSet, PyInt, PyList, PyString, PyTuple,
+    PyBool, PyByteArray, PyBytes, PyDateTime, PyDict, PyFloat, PyFrozenSet, PyInt, PyList,
+    PyString, PyTuple, PyTzInfoAccess,
 };
+use pyo3::types::{PyDateAccess, PyTimeAccess};
 
+use super::clock;
 use super::errors::new_error;
-use crate::mime::{self, AttachmentSpec, MessageSpec, MimeError, MimeErrorKind};
+use crate::mime::{self, AttachmentSpec, DateSpec, MessageSpec, MimeError, MimeErrorKind};
 
 /// A core error as a Python exception instance.
 pub(crate) fn mime_err(py: Python<'_>, e: &MimeError) -> PyErr {
@@ -204,8 +207,55 @@ pub(crate) fn extract_spec(spec: &Bound<'_, PyAny>) -> PyResult<MessageSpec> {
         headers,
         envelope_sender: get_str(spec, "envelope_sender")?,
         message_id: get_str(spec, "message_id")?,
-        date: get_str(spec, "date")?,
+        date: Some(get_date(spec)?),
     })
+}
+
+/// The spec's date: a str (an RFC 5322 date-time, checked by the core), a `datetime` (a
+/// naive one is local time, as `datetime.astimezone()` reads it), or None: now, in the
+/// local time zone.
+fn get_date(spec: &Bound<'_, PyAny>) -> PyResult<DateSpec> {
+    let Some(value) = get(spec, "date")? else {
+        return Ok(clock::now());
+    };
+    if let Ok(text) = value.cast::<PyString>() {
+        return Ok(DateSpec::Text(text.to_str()?.to_owned()));
+    }
+    if let Ok(moment) = value.cast::<PyDateTime>() {
+        let py = value.py();
+        let aware = if moment.get_tzinfo().is_none() {
+            moment
+                .call_method0(intern!(py, "astimezone"))?
+                .cast_into::<PyDateTime>()?
+        } else {
+            moment.clone()
+        };
+        let offset: f64 = aware
+            .call_method0(intern!(py, "utcoffset"))?
+            .call_method0(intern!(py, "total_seconds"))?
+            .extract()?;
+        // From the wall-clock fields, not timestamp(): a float loses the seconds of far
+        // dates. A Date header has whole seconds: the fraction is dropped.
+        let unix = civil_unix(&aware, offset as i32).map_err(|why| {
+            new_error(
+                py,
+                "InvalidMessage",
+                &format!("date: {why}"),
+                &[("field", Some("date"))],
+            )
+        })?;
+        return Ok(DateSpec::At {
+            unix,
+            offset_seconds: offset as i32,
+        });
+    }
+    let kind = value.get_type().name()?;
+    Err(new_error(
+        value.py(),
+        "InvalidMessage",
+        &format!("date must be a str (an RFC 5322 date-time), a datetime or None, not {kind}"),
+        &[("field", Some("date"))],
+    ))
 }
 
 /// A Python value as a template value: str, bool, int, float, None, dicts (str keys),
@@ -279,6 +329,53 @@ fn to_data(
         pairs.push((key_string(&k)?, to_value(&v, 0)?));
     }
     Ok(pairs.into_iter().collect())
+}
+
+/// The one envelope address check ([`mime::address::check_path`]) for Python callers
+/// (`Engine.send_raw`): raise `InvalidMessage(field=field)` unless `address` is a str that
+/// can go into `MAIL FROM` / `RCPT TO` as it is (`""` only with `allow_empty`).
+#[pyfunction]
+#[pyo3(signature = (address, field, allow_empty = false))]
+fn check_address(
+    py: Python<'_>,
+    address: &Bound<'_, PyAny>,
+    field: &str,
+    allow_empty: bool,
+) -> PyResult<()> {
+    let invalid = |why: &str| {
+        new_error(
+            py,
+            "InvalidMessage",
+            &format!("{field}: {why}"),
+            &[("field", Some(field))],
+        )
+    };
+    let Ok(text) = address.cast::<PyString>() else {
+        let kind = address.get_type().name()?;
+        return Err(invalid(&format!("an address must be a str, not {kind}")));
+    };
+    let Ok(text) = text.to_str() else {
+        return Err(invalid(
+            "an address must be valid Unicode (no lone surrogates)",
+        ));
+    };
+    mime::address::check_path(text, allow_empty).map_err(|why| invalid(&why))
+}
+
+/// Seconds since the epoch of an aware datetime's wall-clock second at `offset` seconds
+/// east of UTC.
+fn civil_unix(moment: &Bound<'_, PyDateTime>, offset: i32) -> Result<i64, jiff::Error> {
+    let wall = jiff::civil::DateTime::new(
+        moment.get_year() as i16,
+        moment.get_month() as i8,
+        moment.get_day() as i8,
+        moment.get_hour() as i8,
+        moment.get_minute() as i8,
+        moment.get_second() as i8,
+        0,
+    )?;
+    let zone = jiff::tz::TimeZone::fixed(jiff::tz::Offset::from_seconds(offset)?);
+    Ok(wall.to_zoned(zone)?.timestamp().as_second())
 }
 
 /// Validate and assemble one message literally (no template rendering).
@@ -465,5 +562,6 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyBuiltMessage>()?;
     m.add_class::<PyTemplate>()?;
     m.add_function(wrap_pyfunction!(build_message, m)?)?;
+    m.add_function(wrap_pyfunction!(check_address, m)?)?;
     Ok(())
 }

@@ -4,6 +4,7 @@
 
 use pyo3::prelude::*;
 
+mod clock;
 mod dkim;
 pub(crate) mod errors;
 mod mime;
