@@ -104,10 +104,13 @@ def test_any_quoted_value_round_trips_and_stays_inside_its_parameter(
     assert not msg.defects
     (part,) = msg.iter_attachments()
     assert part.get_content_type() == "application/x-test"
-    assert part.get_param(attribute) == value
+    # The header object's params: get_param() re-quotes RFC 2231 values and breaks one
+    # that ends in a backslash ("\\" comes back as '"; name="a.bin'), a stdlib quirk.
+    params = part["Content-Type"].params
+    assert params[attribute] == value
     assert part.get_filename() == "a.bin"
     # Exactly the parameters given and the name: nothing leaked out of the value.
-    assert sorted(k for k, _v in part.get_params()[1:]) == sorted([attribute, "name"])
+    assert sorted(params) == sorted([attribute, "name"])
     assert list(part.keys()) == [
         "Content-Type",
         "Content-Disposition",

@@ -13,9 +13,8 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{
     PyBool, PyByteArray, PyBytes, PyDateTime, PyDict, PyFloat, PyFrozenSet, PyInt, PyList,
-    PyString, PyTuple, PyTzInfoAccess,
+    PyString, PyTuple,
 };
-use pyo3::types::{PyDateAccess, PyTimeAccess};
 
 use super::clock;
 use super::errors::new_error;
@@ -223,7 +222,7 @@ fn get_date(spec: &Bound<'_, PyAny>) -> PyResult<DateSpec> {
     }
     if let Ok(moment) = value.cast::<PyDateTime>() {
         let py = value.py();
-        let aware = if moment.get_tzinfo().is_none() {
+        let aware = if moment.getattr(intern!(py, "tzinfo"))?.is_none() {
             moment
                 .call_method0(intern!(py, "astimezone"))?
                 .cast_into::<PyDateTime>()?
@@ -236,7 +235,7 @@ fn get_date(spec: &Bound<'_, PyAny>) -> PyResult<DateSpec> {
             .extract()?;
         // From the wall-clock fields, not timestamp(): a float loses the seconds of far
         // dates. A Date header has whole seconds: the fraction is dropped.
-        let unix = civil_unix(&aware, offset as i32).map_err(|why| {
+        let unix = civil_unix(&aware, offset as i32)?.map_err(|why| {
             new_error(
                 py,
                 "InvalidMessage",
@@ -364,18 +363,24 @@ fn check_address(
 
 /// Seconds since the epoch of an aware datetime's wall-clock second at `offset` seconds
 /// east of UTC.
-fn civil_unix(moment: &Bound<'_, PyDateTime>, offset: i32) -> Result<i64, jiff::Error> {
+///
+/// The fields are read as attributes: the abi3 build has no direct access to the
+/// datetime struct (and a date is read once per message at most).
+fn civil_unix(moment: &Bound<'_, PyDateTime>, offset: i32) -> PyResult<Result<i64, jiff::Error>> {
+    let field = |name: &str| -> PyResult<i64> { moment.getattr(name)?.extract() };
     let wall = jiff::civil::DateTime::new(
-        moment.get_year() as i16,
-        moment.get_month() as i8,
-        moment.get_day() as i8,
-        moment.get_hour() as i8,
-        moment.get_minute() as i8,
-        moment.get_second() as i8,
+        field("year")? as i16,
+        field("month")? as i8,
+        field("day")? as i8,
+        field("hour")? as i8,
+        field("minute")? as i8,
+        field("second")? as i8,
         0,
-    )?;
-    let zone = jiff::tz::TimeZone::fixed(jiff::tz::Offset::from_seconds(offset)?);
-    Ok(wall.to_zoned(zone)?.timestamp().as_second())
+    );
+    Ok(wall.and_then(|wall| {
+        let zone = jiff::tz::TimeZone::fixed(jiff::tz::Offset::from_seconds(offset)?);
+        Ok(wall.to_zoned(zone)?.timestamp().as_second())
+    }))
 }
 
 /// Validate and assemble one message literally (no template rendering).
