@@ -216,6 +216,10 @@ class Writer:
         started = time.perf_counter()
         refused: frozenset[int] = frozenset()
         rows = len(records)
+        if not (writes or on_wire or records):
+            self._read(ops, settled)  # claims only: no transaction, no fsync
+            self._resolve(settled)
+            return
         try:
             conn.execute("BEGIN IMMEDIATE")
             for op in writes:
@@ -261,15 +265,23 @@ class Writer:
             if group is not None:
                 settled.append((group, GroupCommit(self._groups, rows, refused), None))
         self.stats.busy_seconds += time.perf_counter() - started
+        self._read(ops, settled)
+        self._resolve(settled)
+
+    def _read(
+        self,
+        ops: list[_Op],
+        settled: list[tuple[asyncio.Future[Any] | None, Any, BaseException | None]],
+    ) -> None:
+        """Run the read ops (claims), after the group's commit."""
         for op in ops:
             if op.read:
                 try:
-                    value = op.run(conn)
+                    value = op.run(self.conn)
                 except Exception as exc:
-                    settled.append((op.future, None, _typed(exc, self.path, conn)))
+                    settled.append((op.future, None, _typed(exc, self.path, self.conn)))
                 else:
                     settled.append((op.future, value, None))
-        self._resolve(settled)
 
     def _refused(self, conn: apsw.Connection, keys: list[int]) -> frozenset[int]:
         jobs = {k >> KEY_BITS for k in keys}
