@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import urllib.parse
 from collections.abc import Iterator
 from typing import Any
 
@@ -35,10 +36,6 @@ from fastsmtp.outbox._errors import (
 
 APPLICATION_ID = 0x46534D54
 """``PRAGMA application_id`` of every fastsmtp outbox ("FSMT")."""
-
-BUSY_TIMEOUT_MS = 5000
-"""How long a statement waits for another connection's write lock before failing with
-OutboxLocked (a CLI cancel runs while a sender commits, each commit takes milliseconds)."""
 
 _V1 = """
 CREATE TABLE jobs (
@@ -115,7 +112,9 @@ def sqlite_errors(path: str, conn: apsw.Connection | None = None) -> Iterator[No
         raise translate(exc, path, conn) from exc
 
 
-def connect(path: str, *, readonly: bool = False, create: bool = True) -> apsw.Connection:
+def connect(
+    path: str, *, readonly: bool = False, create: bool = True, busy_timeout: float = 5.0
+) -> apsw.Connection:
     """Open ``path`` as an outbox: create or migrate it when it may be written, check it
     when not, and set the pragmas. Raises the typed errors of :mod:`._errors`."""
     if readonly:
@@ -130,7 +129,14 @@ def connect(path: str, *, readonly: bool = False, create: bool = True) -> apsw.C
         raise translate(exc, path) from exc
     try:
         with sqlite_errors(path, conn):
-            conn.set_busy_timeout(BUSY_TIMEOUT_MS)
+            conn.set_busy_timeout(int(busy_timeout * 1000))
+            if readonly and not os.access(os.path.dirname(os.path.abspath(path)), os.W_OK):
+                # A WAL database on a read-only file system (or in a directory we may not
+                # write) cannot get its -shm file; nobody can change it there either, so
+                # read it as immutable.
+                conn.close()
+                uri = "file:" + urllib.parse.quote(os.path.abspath(path)) + "?immutable=1"
+                conn = apsw.Connection(uri, flags=flags | apsw.SQLITE_OPEN_URI)
             _check_and_migrate(conn, path, readonly)
             if not readonly:
                 conn.execute("PRAGMA journal_mode=WAL")

@@ -73,7 +73,9 @@ class Outbox:
     one of them at a time may send from it (:meth:`open_sender`).
 
     ``readonly=True`` opens for inspection only (a read-only file needs this);
-    ``create=False`` refuses to make a new file. Raises :class:`OutboxCorrupt`,
+    ``create=False`` refuses to make a new file; ``backoff`` is the retry policy of the
+    sender; ``busy_timeout`` (seconds) how long a change waits for another process's
+    write lock. Raises :class:`OutboxCorrupt`,
     :class:`OutboxForeignFile`, :class:`OutboxSchemaTooNew`, :class:`OutboxReadOnly` or
     :class:`OutboxLocked` when the file cannot be used as an outbox.
     """
@@ -85,11 +87,17 @@ class Outbox:
         readonly: bool = False,
         create: bool = True,
         backoff: BackoffPolicy | None = None,
+        busy_timeout: float = 5.0,
     ) -> None:
         self.path = os.fspath(path)
         self.readonly = readonly
         self.backoff = backoff if backoff is not None else BackoffPolicy()
-        self._conn: apsw.Connection | None = connect(self.path, readonly=readonly, create=create)
+        self.busy_timeout = busy_timeout
+        """Seconds a change waits for another process's write lock before OutboxLocked
+        (a CLI's cancel waits for the sender's commit of the moment)."""
+        self._conn: apsw.Connection | None = connect(
+            self.path, readonly=readonly, create=create, busy_timeout=busy_timeout
+        )
         self._lock = threading.RLock()
         self._templates: dict[int, JobTemplate] = {}
         self._sender: Sender | None = None

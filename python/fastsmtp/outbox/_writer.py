@@ -114,7 +114,7 @@ class Writer:
         self.outbox = outbox
         self.path = outbox.path
         self.loop = loop
-        self.conn = connect(self.path)
+        self.conn = connect(self.path, busy_timeout=outbox.busy_timeout)
         self.stats = WriterStats()
         self._mutex = threading.Lock()
         self._wake = threading.Event()
