@@ -390,7 +390,10 @@ class Outbox:
         the database is sound, else the problems found."""
         db = self._db()
         with self._lock, sqlite_errors(self.path, db):
-            return [row[0] for row in db.execute("PRAGMA integrity_check")]
+            try:
+                return [str(row[0]) for row in db.execute("PRAGMA integrity_check")]
+            except (apsw.CorruptError, apsw.NotADBError) as exc:
+                return [f"integrity_check could not finish: {exc}"]
 
     # -- operating -----------------------------------------------------------------------
 
