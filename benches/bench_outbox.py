@@ -83,8 +83,12 @@ def enqueue_child(path: str, n: int) -> dict[str, float]:
     db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     db.close()
     size = os.path.getsize(path)
-    return {"seconds": elapsed, "per_second": n / elapsed, "bytes_per_recipient": size / n,
-            "peak_rss_mb": peak}
+    return {
+        "seconds": elapsed,
+        "per_second": n / elapsed,
+        "bytes_per_recipient": size / n,
+        "peak_rss_mb": peak,
+    }
 
 
 def bench_enqueue(directory: str, n: int, rounds: int) -> dict[str, Any]:
@@ -93,7 +97,9 @@ def bench_enqueue(directory: str, n: int, rounds: int) -> dict[str, Any]:
         path = fresh(directory, "enqueue.db")
         out = subprocess.run(
             [sys.executable, __file__, "_enqueue_child", path, str(n)],
-            check=True, capture_output=True, text=True,
+            check=True,
+            capture_output=True,
+            text=True,
         ).stdout
         runs.append(json.loads(out))
     summary = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
@@ -101,7 +107,8 @@ def bench_enqueue(directory: str, n: int, rounds: int) -> dict[str, Any]:
         f"enqueue {n:,} recipients: {summary['seconds']:.2f} s "
         f"({summary['per_second']:,.0f}/s), {summary['bytes_per_recipient']:.0f} B/recipient, "
         f"peak RSS {summary['peak_rss_mb']:.0f} MB  (median of {rounds}: "
-        + ", ".join(f"{r['seconds']:.2f}s" for r in runs) + ")"
+        + ", ".join(f"{r['seconds']:.2f}s" for r in runs)
+        + ")"
     )
     return {"recipients": n, **summary, "runs": runs}
 
@@ -109,10 +116,18 @@ def bench_enqueue(directory: str, n: int, rounds: int) -> dict[str, Any]:
 # -- state changes ---------------------------------------------------------------------
 
 
-async def drain(path: str, loops: int, batch: int) -> dict[str, float]:
+def burn(seconds: float) -> None:
+    """Hold the CPU (and the GIL) like the engine's per-message work would."""
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+
+
+async def drain(path: str, loops: int, batch: int, work_us: float) -> dict[str, float]:
     outbox = Outbox(path)
     sender = await outbox.open_sender()
     done = 0
+    work = work_us / 1e6
 
     async def connection() -> None:
         nonlocal done
@@ -120,8 +135,12 @@ async def drain(path: str, loops: int, batch: int) -> dict[str, float]:
             claims = await sender.claim(batch)
             if not claims:
                 return
+            if work:
+                burn(work * len(claims) / 2)  # rendering
             commit = await sender.mark_on_wire(claims)
             assert not commit.refused
+            if work:
+                burn(work * len(claims) / 2)  # the wire and the replies
             future = None
             for claim in claims:
                 future = sender.record(claim, "accepted", 250, "2.0.0", "Ok: queued as 4F2A9C1B3D")
@@ -150,14 +169,47 @@ async def drain(path: str, loops: int, batch: int) -> dict[str, float]:
     }
 
 
-def changes_child(path: str, loops: int, batch: int) -> dict[str, float]:
+async def in_memory(n: int, loops: int, batch: int, work_us: float) -> dict[str, float]:
+    """The same loops and the same simulated work with no outbox: the ceiling."""
+    remaining = n
+    work = work_us / 1e6
+    done = 0
+
+    async def connection() -> None:
+        nonlocal remaining, done
+        while remaining > 0:
+            take = min(batch, remaining)
+            remaining -= take
+            await asyncio.sleep(0)
+            if work:
+                burn(work * take)
+            await asyncio.sleep(0)
+            done += take
+
+    started = time.perf_counter()
+    await asyncio.gather(*(connection() for _ in range(loops)))
+    elapsed = time.perf_counter() - started
+    return {"messages": done, "seconds": elapsed, "messages_per_second": done / elapsed}
+
+
+def changes_child(path: str, loops: int, batch: int, work_us: float) -> dict[str, float]:
     import uvloop
 
-    return uvloop.run(drain(path, loops, batch))
+    return uvloop.run(drain(path, loops, batch, work_us))
 
 
-def bench_changes(directory: str, n: int, rounds: int, loops: int, batch: int) -> dict[str, Any]:
+def bench_changes(
+    directory: str, n: int, rounds: int, loops: int, batch: int, work_us: float
+) -> dict[str, Any]:
     runs = []
+    ceiling = None
+    if work_us:
+        import uvloop
+
+        ceiling = statistics.median(
+            uvloop.run(in_memory(n, loops, batch, work_us))["messages_per_second"]
+            for _ in range(rounds)
+        )
     template = fresh(directory, "changes-template.db")
     Outbox(template).create_job("bench", TEMPLATE, recipients(n)).total  # noqa: B018
     for _ in range(rounds):
@@ -166,8 +218,18 @@ def bench_changes(directory: str, n: int, rounds: int, loops: int, batch: int) -
             if os.path.exists(template + suffix):
                 shutil.copy(template + suffix, path + suffix)
         out = subprocess.run(
-            [sys.executable, __file__, "_changes_child", path, str(loops), str(batch)],
-            check=True, capture_output=True, text=True,
+            [
+                sys.executable,
+                __file__,
+                "_changes_child",
+                path,
+                str(loops),
+                str(batch),
+                str(work_us),
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
         ).stdout
         runs.append(json.loads(out))
     summary = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
@@ -179,9 +241,25 @@ def bench_changes(directory: str, n: int, rounds: int, loops: int, batch: int) -
                 shutil.copy(template + suffix, path + suffix)
         trace = os.path.join(directory, "strace.txt")
         out = subprocess.run(
-            ["strace", "-f", "-c", "-o", trace, "-e", "trace=fsync,fdatasync",
-             sys.executable, __file__, "_changes_child", path, str(loops), str(batch)],
-            check=True, capture_output=True, text=True,
+            [
+                "strace",
+                "-f",
+                "-c",
+                "-o",
+                trace,
+                "-e",
+                "trace=fsync,fdatasync",
+                sys.executable,
+                __file__,
+                "_changes_child",
+                path,
+                str(loops),
+                str(batch),
+                str(work_us),
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
         ).stdout
         traced = json.loads(out)
         calls = 0
@@ -189,9 +267,12 @@ def bench_changes(directory: str, n: int, rounds: int, loops: int, batch: int) -
             parts = line.split()
             if parts and parts[-1] in ("fsync", "fdatasync"):
                 calls += int(parts[3])
-        fsyncs = {"fsyncs": calls, "fsyncs_per_second": calls / traced["seconds"],
-                  "commits_under_strace": traced["commits"],
-                  "messages_per_second_under_strace": traced["messages_per_second"]}
+        fsyncs = {
+            "fsyncs": calls,
+            "fsyncs_per_second": calls / traced["seconds"],
+            "commits_under_strace": traced["commits"],
+            "messages_per_second_under_strace": traced["messages_per_second"],
+        }
     print(
         f"state changes, {n:,} messages, {loops} loops x {batch}: "
         f"{summary['messages_per_second']:,.0f} msg/s, "
@@ -199,16 +280,31 @@ def bench_changes(directory: str, n: int, rounds: int, loops: int, batch: int) -
         f"{summary['commits_per_second']:,.0f} commits/s, "
         f"{summary['rows_per_commit']:,.0f} rows/commit, writer busy "
         f"{summary['writer_busy_share']:.0%}  (median of {rounds}: "
-        + ", ".join(f"{r['messages_per_second']:,.0f}" for r in runs) + " msg/s)"
+        + ", ".join(f"{r['messages_per_second']:,.0f}" for r in runs)
+        + " msg/s)"
     )
+    if ceiling:
+        print(
+            f"  with {work_us:g} us of simulated engine work per message: in memory "
+            f"{ceiling:,.0f} msg/s, durable {summary['messages_per_second']:,.0f} msg/s "
+            f"({summary['messages_per_second'] / ceiling:.2f} of it)"
+        )
     if fsyncs:
         print(
             f"  under strace: {fsyncs['fsyncs']:,} fsyncs for {fsyncs['commits_under_strace']:,} "
             f"commits, {fsyncs['fsyncs_per_second']:,.0f} fsyncs/s "
             f"({fsyncs['messages_per_second_under_strace']:,.0f} msg/s)"
         )
-    return {"messages": n, "loops": loops, "batch": batch, **summary, "fsync": fsyncs,
-            "runs": runs}
+    return {
+        "messages": n,
+        "loops": loops,
+        "batch": batch,
+        "work_us": work_us,
+        "in_memory_messages_per_second": ceiling,
+        **summary,
+        "fsync": fsyncs,
+        "runs": runs,
+    }
 
 
 # -- drivers ---------------------------------------------------------------------------
@@ -274,7 +370,8 @@ def main() -> None:
         print(json.dumps(enqueue_child(sys.argv[2], int(sys.argv[3]))))
         return
     if len(sys.argv) > 1 and sys.argv[1] == "_changes_child":
-        print(json.dumps(changes_child(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))))
+        path, loops, batch, work = sys.argv[2:6]
+        print(json.dumps(changes_child(path, int(loops), int(batch), float(work))))
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("what", nargs="*", default=["enqueue", "changes", "drivers"])
@@ -282,6 +379,12 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=200_000)
     parser.add_argument("--loops", type=int, default=16)
     parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument(
+        "--work-us",
+        type=float,
+        default=0.0,
+        help="simulated engine CPU per message (held with the GIL), e.g. 20",
+    )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--dir", default=None, help="where the databases go (a real disk)")
     parser.add_argument("--json", default=None, help="write the figures here")
@@ -293,7 +396,7 @@ def main() -> None:
             figures["enqueue"] = bench_enqueue(directory, args.recipients, args.rounds)
         if "changes" in args.what:
             figures["changes"] = bench_changes(
-                directory, args.messages, args.rounds, args.loops, args.batch
+                directory, args.messages, args.rounds, args.loops, args.batch, args.work_us
             )
         if "drivers" in args.what:
             figures["drivers"] = bench_drivers(directory, args.recipients, args.rounds)
