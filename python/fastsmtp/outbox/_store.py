@@ -301,21 +301,25 @@ class Outbox:
             counts=by_state,
         )
 
-    def template(self, job_id: str | int) -> JobTemplate:
+    def template(self, job_id: str | int, *, conn: apsw.Connection | None = None) -> JobTemplate:
         """What a job's messages are rendered from (by job_id, or by the job's internal
-        number, the high bits of a recipient key). Cached: it never changes."""
-        db = self._db()
+        number, the high bits of a recipient key). Cached: it never changes. (``conn``:
+        the sender's writer thread reads through its own connection.)"""
         if isinstance(job_id, int):
             cached = self._templates.get(job_id)
             if cached is not None:
                 return cached
-        with self._lock, sqlite_errors(self.path, db):
-            column = "id" if isinstance(job_id, int) else "job_id"
-            row = db.execute(
-                "SELECT id, job_id, lane, send_at, template, data, msgid_token, msgid_domain "
-                f"FROM jobs WHERE {column} = ?",
-                (job_id,),
-            ).fetchone()
+        sql = (
+            "SELECT id, job_id, lane, send_at, template, data, msgid_token, msgid_domain "
+            f"FROM jobs WHERE {'id' if isinstance(job_id, int) else 'job_id'} = ?"
+        )
+        row: Any
+        if conn is not None:
+            row = conn.execute(sql, (job_id,)).fetchone()
+        else:
+            db = self._db()
+            with self._lock, sqlite_errors(self.path, db):
+                row = db.execute(sql, (job_id,)).fetchone()
         if row is None:
             raise JobNotFound(str(job_id), path=self.path)
         rowid, name, lane, send_at, template, data, token, domain = row

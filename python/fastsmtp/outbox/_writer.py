@@ -112,25 +112,27 @@ _RECORD = (
     "text = j.value ->> 5 FROM json_each(?) AS j WHERE recipients.key = j.value ->> 6"
 )
 _json = msgspec.json.Encoder().encode
-_CLAIM_COLUMNS = "key, address, name, data, attempts, in_doubt"
 # Claimed rows come back as one JSON array (one statement step, so one GIL hand-off per
-# claim rather than one per row; see _MARK_ON_WIRE), data as hex.
+# claim rather than one per row; see _MARK_ON_WIRE), data as hex, in the claim's order
+# (an ORDER BY inside the aggregate: SQLite >= 3.44, which apsw bundles).
 _CLAIM_JSON = (
-    "SELECT json_group_array(json_array(key, address, name, hex(data), attempts, in_doubt)) "
-    "FROM ({})"
+    "SELECT json_group_array(json_array(key, address, name, hex(data), attempts, in_doubt) "
+    "ORDER BY {order}) FROM (SELECT * FROM recipients WHERE {where} ORDER BY {order} "
+    "LIMIT ?)"
 )
 _json_rows = msgspec.json.Decoder(list[tuple[int, str, str | None, str, int, int]]).decode
 
 
-def _fetch(conn: apsw.Connection, sql: str, params: tuple[Any, ...]) -> list[Any]:
-    """The rows of ``sql`` (selecting _CLAIM_COLUMNS) in one step, sorted by key."""
-    blob: Any = conn.execute(_CLAIM_JSON.format(sql), params).fetchall()[0][0]
-    rows = [
+def _fetch(
+    conn: apsw.Connection, where: str, order: str, params: tuple[Any, ...]
+) -> list[tuple[int, str, str | None, bytes | None, int, int]]:
+    """(key, address, name, data, attempts, in_doubt) of the recipients ``where`` says,
+    the first ``params[-1]`` by ``order``, in one step."""
+    blob: Any = conn.execute(_CLAIM_JSON.format(where=where, order=order), params).fetchall()
+    return [
         (key, address, name, bytes.fromhex(data) if data else None, attempts, in_doubt)
-        for key, address, name, data, attempts, in_doubt in _json_rows(blob)
+        for key, address, name, data, attempts, in_doubt in _json_rows(blob[0][0])
     ]
-    rows.sort()
-    return rows
 
 
 class Writer:
@@ -372,16 +374,17 @@ class Writer:
         claimed = self._claimed
         rows = _fetch(
             conn,
-            f"SELECT {_CLAIM_COLUMNS} FROM recipients WHERE state = 2 AND next_attempt_at <= ? "
-            "AND (key >> 32) IN (SELECT id FROM jobs WHERE lane = ? AND state IN (?, ?) "
-            "AND send_at <= ?) ORDER BY next_attempt_at LIMIT ?",
+            "state = 2 AND next_attempt_at <= ? AND (key >> 32) IN (SELECT id FROM jobs "
+            "WHERE lane = ? AND state IN (?, ?) AND send_at <= ?)",
+            "next_attempt_at, key",
             (now, lane, JOB_ACTIVE, JOB_DRAINED, now, need + len(claimed)),
         )
+        goal = len(out) + need
         for row in rows:
             if row[0] in claimed:
                 continue
             self._add(row, DEFERRED, out)
-            if len(out) >= need:
+            if len(out) >= goal:
                 return
 
     def _claim_queued(self, conn: apsw.Connection, job: int, need: int, out: list[Claim]) -> None:
@@ -392,19 +395,19 @@ class Writer:
         goal = len(out) + need
         while cursor <= hi and len(out) < goal:
             asked = goal - len(out)
-            rows = _fetch(
-                conn,
-                f"SELECT {_CLAIM_COLUMNS} FROM recipients WHERE key >= ? AND key <= ? "
-                "AND state = 0 ORDER BY key LIMIT ?",
-                (cursor, hi, asked),
-            )
+            rows = _fetch(conn, "key >= ? AND key <= ? AND state = 0", "key", (cursor, hi, asked))
             for row in rows:
                 if row[0] not in claimed:
                     self._add(row, QUEUED, out)
             cursor = rows[-1][0] + 1 if len(rows) == asked else hi + 1
         self._cursor[job] = cursor
 
-    def _add(self, row: tuple[Any, ...], origin: int, out: list[Claim]) -> None:
+    def _add(
+        self,
+        row: tuple[int, str, str | None, bytes | None, int, int],
+        origin: int,
+        out: list[Claim],
+    ) -> None:
         key, address, name, data, attempts, in_doubt = row
         job = key >> KEY_BITS
         self._claimed[key] = origin
@@ -412,7 +415,7 @@ class Writer:
         out.append(
             Claim(
                 key=key,
-                job=self.outbox.template(job),
+                job=self.outbox.template(job, conn=self.conn),
                 index=key & MAX_INDEX,
                 address=address,
                 name=name,
@@ -437,11 +440,14 @@ class Writer:
         self._draining.update(done)
 
         def drained(conn: apsw.Connection) -> None:
+            # Only those still draining: a resend_in_doubt that ran since may have queued
+            # some of their recipients again.
+            still = [job for job in done if job in self._draining]
             conn.executemany(
                 "UPDATE jobs SET state = ? WHERE id = ? AND state = ?",
-                [(JOB_DRAINED, job, JOB_ACTIVE) for job in done],
+                [(JOB_DRAINED, job, JOB_ACTIVE) for job in still],
             )
-            for job in done:
+            for job in still:
                 self._cursor.pop(job, None)
                 self._claimed_per_job.pop(job, None)
 
@@ -458,8 +464,9 @@ class Writer:
                 continue
             job = key >> KEY_BITS
             self._claimed_per_job[job] -= 1
-            if origin == QUEUED:
-                self._cursor[job] = min(self._cursor.get(job, key), key)
+            cursor = self._cursor.get(job)  # none: the next claim starts at the job's start
+            if origin == QUEUED and cursor is not None and key < cursor:
+                self._cursor[job] = key
 
     def requeue_in_doubt(self, conn: apsw.Connection, job: int | None) -> int:
         """Thread side, in a transaction: in-doubt recipients (of one job, or all) become
