@@ -208,6 +208,22 @@ async def test_outcomes_are_recorded_and_reported(outbox: Outbox) -> None:
     assert [(d.index, d.attempts, d.code) for d in deferred] == [(3, 1, 451)]
 
 
+async def test_a_change_of_the_wrong_type_is_refused_at_once(outbox: Outbox) -> None:
+    outbox.create_job("j", TEMPLATE, people(2))
+    sender = await outbox.open_sender()
+    claims = await sender.claim(2)
+    await sender.mark_on_wire(claims)
+    good = sender.record(claims[0], "accepted", 250, "2.0.0", "ok")
+    with pytest.raises(TypeError):
+        sender.record(claims[1], "accepted", 250, "2.0.0", b"bytes")  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        sender.defer(claims[1], "451")  # type: ignore[arg-type]
+    await good  # the group it would have joined is unharmed
+    sender.record(claims[1], "accepted", 250, None, "ok")
+    await sender.close()
+    assert outbox.job("j").counts == {"accepted": 2}
+
+
 async def test_a_closed_sender_refuses(outbox: Outbox) -> None:
     sender = await outbox.open_sender()
     await sender.close()

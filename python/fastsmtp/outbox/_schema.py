@@ -73,6 +73,10 @@ CREATE TABLE recipients (
 CREATE INDEX recipients_due ON recipients(next_attempt_at) WHERE state = 2;
 """
 
+MIN_SQLITE = (3, 44)
+"""The writer uses ``->>`` (3.38) and ORDER BY inside aggregates (3.44); apsw's wheels
+bundle a current SQLite."""
+
 MIGRATIONS: tuple[tuple[int, str], ...] = ((1, _V1),)
 """(version, script) in order; a file at version ``v`` gets every script above ``v``."""
 
@@ -117,6 +121,10 @@ def connect(
 ) -> apsw.Connection:
     """Open ``path`` as an outbox: create or migrate it when it may be written, check it
     when not, and set the pragmas. Raises the typed errors of :mod:`._errors`."""
+    if tuple(int(p) for p in apsw.sqlite_lib_version().split(".")[:2]) < MIN_SQLITE:
+        raise OutboxError(
+            f"the outbox needs SQLite >= 3.44 (apsw is linked to {apsw.sqlite_lib_version()})"
+        )
     if readonly:
         flags = apsw.SQLITE_OPEN_READONLY
     else:

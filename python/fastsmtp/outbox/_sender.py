@@ -146,6 +146,7 @@ class Sender:
         state = _FINAL_CODES.get(status)
         if state is None:
             raise ValueError(f"not a final status: {status!r} (use defer for a 4xx)")
+        _check_reply(code, enhanced_code, text)
         return self._writer.record(
             (state, claim.attempts + 1, None, code, enhanced_code, text, claim.key)
         )
@@ -164,6 +165,7 @@ class Sender:
         attempt's Unix time, or None when the queue lifetime is over and the deferral is
         final (the recipient is reported ``deferred``), and the group's future."""
         self._check()
+        _check_reply(code, enhanced_code, text)
         when = time.time() if now is None else now
         attempts = claim.attempts + 1
         at = self.backoff.next_attempt(attempts, claim.job.send_at, when, self._rng)
@@ -213,3 +215,17 @@ class Sender:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+
+def _check_reply(code: object, enhanced_code: object, text: object) -> None:
+    """Refuse a change that could not be stored here, not in the writer thread (where it
+    would fail the whole group it joined)."""
+    if not (
+        (code is None or (isinstance(code, int) and not isinstance(code, bool)))
+        and (enhanced_code is None or isinstance(enhanced_code, str))
+        and isinstance(text, str)
+    ):
+        raise TypeError(
+            "code must be an int or None, enhanced_code a str or None, text a str; got "
+            f"{type(code).__name__}, {type(enhanced_code).__name__}, {type(text).__name__}"
+        )

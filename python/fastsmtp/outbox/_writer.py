@@ -3,9 +3,9 @@
 The event loop never touches the database while sending: it appends state changes (on the
 wire, results, deferrals) to in-memory lists and gets back the future of the *group* they
 joined. This thread takes everything queued so far, writes it in one ``BEGIN IMMEDIATE``
-transaction (``executemany``: many rows per statement), commits (one fsync of the WAL, as
-``synchronous=FULL`` asks), and then resolves the group's future on the loop with one
-``call_soon_threadsafe``. Changes that arrive during a commit form the next group, so under
+transaction (one statement per kind of change, all rows in it), commits (one fsync of the
+WAL, as ``synchronous=FULL`` asks), and then resolves the group's future on the loop with
+one ``call_soon_threadsafe``. Changes that arrive during a commit form the next group, so under
 load a group holds everything of the last fsync's duration (no timer: an idle outbox
 commits at once, a busy one in bigger groups). SQLite releases the GIL while it writes and
 syncs, so the loop keeps running.
@@ -29,7 +29,6 @@ import apsw
 import msgspec
 
 from fastsmtp.outbox import _codec
-from fastsmtp.outbox._errors import OutboxError
 from fastsmtp.outbox._models import (
     DEFERRED,
     IN_DOUBT,
@@ -101,7 +100,7 @@ class _Op:
 # A whole group's rows go in as one JSON array bound to one statement, not executemany:
 # SQLite releases the GIL once per statement step, and under executemany each of the
 # thousand re-acquisitions per group waits for the busy event loop thread to let go of
-# the GIL (16 loops with 20 us of GIL-held work per message: 27,000 -> see RESULTS.md).
+# the GIL (see benches/RESULTS.md, "Outbox").
 _MARK_ON_WIRE = (
     "UPDATE recipients SET state = 1, attempts = attempts + 1 "
     "WHERE key IN (SELECT value FROM json_each(?))"
@@ -267,9 +266,8 @@ class Writer:
             if records:
                 conn.execute(_RECORD, (_json(records).decode(),))
             conn.execute("COMMIT")
-        except apsw.Error as exc:
-            error = translate(exc, self.path, conn)
-            error.__cause__ = exc
+        except Exception as exc:  # a SQLite error, or a change that cannot be encoded
+            error = _typed(exc, self.path, conn)
             if not conn.get_autocommit():
                 try:
                     conn.execute("ROLLBACK")
@@ -530,4 +528,4 @@ def _settle(settled: list[tuple[asyncio.Future[Any] | None, Any, BaseException |
             future.set_result(value)
 
 
-__all__ = ["GroupCommit", "OutboxError", "Writer", "WriterStats"]
+__all__ = ["GroupCommit", "Writer", "WriterStats"]
