@@ -173,6 +173,12 @@ async def test_claims_go_transactional_first_then_by_index(outbox: Outbox) -> No
         outbox.create_job("tx3", TEMPLATE, ["vip2@example.org"], lane="transactional")
         assert [c.job.job_id for c in await sender.claim(10, ["bulk"])] == ["bulk"] * 6
         assert [c.job.job_id for c in await sender.claim(10, ["transactional"])] == ["tx3"]
+        # One job only (a durable send_batch drains its own job).
+        sender.release(rest[10:14])
+        outbox.create_job("tx4", TEMPLATE, ["vip3@example.org"], lane="transactional")
+        only = await sender.claim(4, job_id="bulk")
+        assert [(c.job.job_id, c.index) for c in only] == [("bulk", i) for i in range(13, 17)]
+        assert [c.job.job_id for c in await sender.claim(1)] == ["tx4"]
         # The scheduled job is due at its time.
         due = await sender.claim(10, now=time.time() + 3601)
         assert [c.job.job_id for c in due] == ["later"] * 3

@@ -96,12 +96,18 @@ class Sender:
     # -- claiming ------------------------------------------------------------------------
 
     async def claim(
-        self, limit: int, lanes: Sequence[Lane] = LANES, *, now: float | None = None
+        self,
+        limit: int,
+        lanes: Sequence[Lane] = LANES,
+        *,
+        job_id: str | None = None,
+        now: float | None = None,
     ) -> list[Claim]:
         """Up to ``limit`` due recipients, marked claimed in this process (not handed out
         again until released): in lane order (transactional first), deferred ones whose
         next attempt is due first, then queued ones by job (``send_at``, then age) and
-        index. ``now`` (a Unix time) is for tests."""
+        index. ``job_id`` claims from that job only (a durable ``send_batch``); ``now`` (a
+        Unix time) is for tests."""
         self._check()
         if limit < 1:
             return []
@@ -110,9 +116,10 @@ class Sender:
                 raise ValueError(f"unknown lane {lane!r}")
         when = time.time() if now is None else now
         ordered = [lane for lane in LANES if lane in lanes]
+        only = self.outbox.template(job_id).rowid if job_id is not None else None
         writer = self._writer
         claims: list[Claim] = await writer.submit(
-            lambda conn: writer.claim(conn, limit, ordered, when), read=True
+            lambda conn: writer.claim(conn, limit, ordered, when, only), read=True
         )
         return claims
 

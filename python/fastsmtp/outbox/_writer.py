@@ -342,20 +342,28 @@ class Writer:
     # -- claims (thread side) -------------------------------------------------------------
 
     def claim(
-        self, conn: apsw.Connection, limit: int, lanes: Sequence[Lane], now: float
+        self,
+        conn: apsw.Connection,
+        limit: int,
+        lanes: Sequence[Lane],
+        now: float,
+        only: int | None = None,
     ) -> list[Claim]:
+        """Thread side: up to ``limit`` due recipients (of job number ``only``, if given)."""
         out: list[Claim] = []
+        # One job: its key range; every job: all keys (a rowid is a signed 64-bit int).
+        lo, hi = (only << KEY_BITS, only << KEY_BITS | MAX_INDEX) if only else (0, 2**63 - 1)
         for lane in lanes:
             if len(out) >= limit:
                 break
             code = LANE_CODES[lane]
-            self._claim_due(conn, code, limit - len(out), now, out)
+            self._claim_due(conn, code, limit - len(out), now, out, lo, hi)
             if len(out) >= limit:
                 break
             jobs: list[Any] = conn.execute(
                 "SELECT id, send_at FROM jobs WHERE state = ? AND lane = ? AND send_at <= ? "
-                "ORDER BY send_at, id",
-                (JOB_ACTIVE, code, now),
+                "AND id BETWEEN ? AND ? ORDER BY send_at, id",
+                (JOB_ACTIVE, code, now, lo >> KEY_BITS, hi >> KEY_BITS),
             ).fetchall()
             for job, _ in jobs:
                 if len(out) >= limit:
@@ -367,15 +375,22 @@ class Writer:
         return out
 
     def _claim_due(
-        self, conn: apsw.Connection, lane: int, need: int, now: float, out: list[Claim]
+        self,
+        conn: apsw.Connection,
+        lane: int,
+        need: int,
+        now: float,
+        out: list[Claim],
+        lo: int,
+        hi: int,
     ) -> None:
         claimed = self._claimed
         rows = _fetch(
             conn,
-            "state = 2 AND next_attempt_at <= ? AND (key >> 32) IN (SELECT id FROM jobs "
-            "WHERE lane = ? AND state IN (?, ?) AND send_at <= ?)",
+            "state = 2 AND next_attempt_at <= ? AND key BETWEEN ? AND ? AND (key >> 32) IN "
+            "(SELECT id FROM jobs WHERE lane = ? AND state IN (?, ?) AND send_at <= ?)",
             "next_attempt_at, key",
-            (now, lane, JOB_ACTIVE, JOB_DRAINED, now, need + len(claimed)),
+            (now, lo, hi, lane, JOB_ACTIVE, JOB_DRAINED, now, need + len(claimed)),
         )
         goal = len(out) + need
         for row in rows:
