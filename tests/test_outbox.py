@@ -446,12 +446,15 @@ async def test_one_sender_at_a_time_even_across_processes(tmp_path: Path) -> Non
         with pytest.raises(OutboxLocked) as caught:
             await ob.open_sender()
         assert caught.value.holder == f"pid {holder.pid} on {os.uname().nodename}"
+        assert ob.sender_holder() == caught.value.holder
         # Readers and job creation keep working meanwhile.
         ob.create_job("k", TEMPLATE, people(1))
         assert ob.job("j").counts == {"queued": 1}
         holder.send_signal(signal.SIGKILL)  # the kernel releases its lock
         await holder.wait()
+        assert ob.sender_holder() is None
         sender = await ob.open_sender()
+        assert ob.sender_holder() == f"pid {os.getpid()} on {os.uname().nodename}"
         assert len(await sender.claim(5)) == 2
         # A second sender in this very process is refused too.
         with pytest.raises(OutboxError):

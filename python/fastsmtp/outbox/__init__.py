@@ -25,7 +25,8 @@ Jobs
 
 Sending (one sender process; see :mod:`fastsmtp.outbox._sender` for the contract)
     ``sender = await outbox.open_sender()``; ``await sender.claim(n)`` hands out due
-    recipients, transactional lane first, in index order within a job;
+    recipients, transactional lane first, in index order within a job (``job_id=`` for
+    one job's only);
     ``await sender.mark_on_wire(claims)`` before the end of data;
     ``sender.record(claim, "accepted", 250, "2.0.0", text)`` for a final outcome and
     ``sender.defer(claim, 451, ...)`` for a 4xx (retried after :class:`BackoffPolicy`'s
@@ -44,7 +45,8 @@ Inspecting and operating (any process, while a sender runs)
     ``outbox.jobs()``, ``outbox.job(job_id)`` (with counts by state),
     ``outbox.recipients(job_id)`` and ``outbox.results(job_id)`` (streamed page by page),
     ``outbox.cancel(job_id)``, ``outbox.retry_now(job_id)``, ``outbox.purge(older_than)``,
-    ``outbox.check()`` (``PRAGMA integrity_check``).
+    ``outbox.check()`` (``PRAGMA integrity_check``), ``outbox.sender_holder()`` (which
+    process sends now; None means rows shown ``on_wire`` are in doubt).
 
 Faults
     A full disk raises :class:`OutboxFull` (also an ``OSError`` with ``ENOSPC``), a file

@@ -70,6 +70,23 @@ class SenderLock:
             os.close(fd)  # closing the only descriptor releases the flock
 
 
+def holder(db_path: str) -> str | None:
+    """Who holds the sender lock now (``"pid N on HOST"``, or ``""`` when it did not say),
+    None when no sender is running. Takes the lock for an instant to find out."""
+    path = lock_path(db_path)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return _read(fd)
+    finally:
+        os.close(fd)  # releases the shared lock if it was taken
+    return None
+
+
 def _read(fd: int) -> str:
     with contextlib.suppress(OSError):
         return os.pread(fd, 200, 0).decode("utf-8", "replace").strip()
