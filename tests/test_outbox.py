@@ -66,6 +66,38 @@ def test_message_ids_are_fixed_per_job_and_index(tmp_path: Path) -> None:
         assert ob.template("a").message_id(1) == ids[1]
 
 
+def test_a_literal_message_is_a_job_of_its_envelope_recipients(outbox: Outbox) -> None:
+    receipt = fastsmtp.Message(
+        sender="shop@shop.example",
+        to=["ann@example.org"],
+        cc=["bob@example.org"],
+        bcc=["audit@shop.example"],
+        subject="Your receipt",
+        text="Thanks",
+    )
+    info = outbox.create_job("receipt-1", receipt, lane="transactional")
+    assert info.total == 3 and info.lane == "transactional"
+    job = outbox.template("receipt-1")
+    assert job.literal and job.message.to == ["ann@example.org"]
+    records = list(outbox.recipients("receipt-1"))
+    assert [r.address for r in records] == [
+        "ann@example.org",
+        "bob@example.org",
+        "audit@shop.example",
+    ]
+    ids = {r.message_id for r in records}  # one message: one Message-ID for all
+    assert len(ids) == 1 and ids == {job.message.message_id}
+    assert job.message.message_id.endswith("@shop.example>")
+    assert outbox.create_job("receipt-1", receipt).total == 3  # idempotent too
+    own = msgspec.structs.replace(receipt, message_id="order-42@shop.example")
+    outbox.create_job("receipt-2", own)
+    assert outbox.template("receipt-2").message_id(2) == "<order-42@shop.example>"
+    with pytest.raises(fastsmtp.InvalidMessage):
+        outbox.create_job("x", receipt, ["someone@example.org"])  # both: ambiguous
+    with pytest.raises(fastsmtp.InvalidMessage):
+        outbox.create_job("y", TEMPLATE)  # neither
+
+
 def test_create_job_is_idempotent(outbox: Outbox) -> None:
     first = outbox.create_job("j", TEMPLATE, people(5), data={"a": 1, "b": 2})
 
@@ -131,6 +163,8 @@ def test_bad_job_arguments(outbox: Outbox) -> None:
         outbox.create_job("x", TEMPLATE, [], lane="urgent")  # type: ignore[arg-type]
     with pytest.raises(fastsmtp.InvalidMessage):
         outbox.create_job("x", msgspec.structs.replace(TEMPLATE, to=["a@b.example"]), [])
+    with pytest.raises(TypeError):
+        outbox.create_job("x", {"sender": "a@b.example"}, [])  # type: ignore[arg-type]
     with pytest.raises(JobNotFound):
         outbox.job("nope")
 

@@ -40,12 +40,16 @@ def fingerprint(template: Message, data: dict[str, Any] | None) -> bytes:
     return digest.digest()
 
 
-def freeze(template: Message) -> Message:
+def freeze(template: Message, token: str) -> Message:
     """The template as stored: its Date fixed now when it has none, so every attempt
-    renders the same Date header."""
-    if isinstance(template.date, str):
-        return template
-    return msgspec.structs.replace(template, date=format_date(template.date))
+    renders the same Date header; a literal message (with its own recipients) also gets
+    its Message-ID fixed (``<token@domain>``) when it has none."""
+    changes: dict[str, Any] = {}
+    if not isinstance(template.date, str):
+        changes["date"] = format_date(template.date)
+    if template.recipients and template.message_id is None:
+        changes["message_id"] = f"<{token}@{msgid_domain(template)}>"
+    return msgspec.structs.replace(template, **changes) if changes else template
 
 
 def encode_template(template: Message) -> bytes:

@@ -145,9 +145,18 @@ class JobTemplate(msgspec.Struct, kw_only=True, frozen=True):
     msgid_token: str
     msgid_domain: str
 
+    @property
+    def literal(self) -> bool:
+        """The job is one message sent as it is (to/cc/bcc are its recipients), not a
+        template rendered per recipient."""
+        return bool(self.message.to or self.message.cc or self.message.bcc)
+
     def message_id(self, index: int) -> str:
         """The Message-ID of recipient ``index``: fixed when the job was created, so every
-        attempt (in any process) sends the same one."""
+        attempt (in any process) sends the same one. A literal message has one for all."""
+        if self.literal and self.message.message_id:
+            mid = self.message.message_id
+            return mid if mid.startswith("<") else f"<{mid}>"
         return f"<{self.msgid_token}.{index}@{self.msgid_domain}>"
 
 

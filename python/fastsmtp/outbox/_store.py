@@ -159,7 +159,7 @@ class Outbox:
         self,
         job_id: str,
         template: Message,
-        recipients: Iterable[object],
+        recipients: Iterable[object] | None = None,
         *,
         data: dict[str, Any] | None = None,
         lane: Lane = "bulk",
@@ -175,11 +175,18 @@ class Outbox:
         ``total`` recipients are skipped and the rest added (give the same recipients in
         the same order). The same ``job_id`` with another template raises JobConflict.
         Recipients are str, :class:`fastsmtp.Recipient` or dicts (as for send_batch).
+
+        Without ``recipients``, ``template`` is one literal message (with to/cc/bcc): its
+        envelope recipients become the rows, all sharing one message and Message-ID
+        (``JobTemplate.literal``).
         """
+        rows = _literal_recipients(template, recipients)
+        if isinstance(rows, AsyncIterable):
+            raise TypeError("create_job takes an iterable; use enqueue for an async one")
         filler = self._begin_job(job_id, template, data, lane, send_at)
         if filler.done:
             return filler.info()
-        iterator = iter(recipients)
+        iterator = iter(rows)
         if filler.skip:
             for _ in islice(iterator, filler.skip):
                 pass
@@ -191,7 +198,7 @@ class Outbox:
         self,
         job_id: str,
         template: Message,
-        recipients: Iterable[object] | AsyncIterable[object],
+        recipients: Iterable[object] | AsyncIterable[object] | None = None,
         *,
         data: dict[str, Any] | None = None,
         lane: Lane = "bulk",
@@ -200,11 +207,12 @@ class Outbox:
     ) -> JobInfo:
         """:meth:`create_job` for asyncio callers: the inserts and their fsyncs run in a
         worker thread, and ``recipients`` may be an async iterable."""
+        rows = _literal_recipients(template, recipients)
         filler = await asyncio.to_thread(self._begin_job, job_id, template, data, lane, send_at)
         if filler.done:
             return filler.info()
         skip = filler.skip
-        async for chunk in _achunks(recipients, chunk_size):
+        async for chunk in _achunks(rows, chunk_size):
             if skip >= len(chunk):
                 skip -= len(chunk)
                 continue
@@ -225,11 +233,6 @@ class Outbox:
             raise InvalidMessage("job_id must be a non-empty str", field="job_id")
         if lane not in LANE_CODES:
             raise InvalidMessage(f"lane must be one of {LANES}, not {lane!r}", field="lane")
-        if template.to or template.cc or template.bcc:
-            raise InvalidMessage(
-                "a job's template must not have to/cc/bcc: each recipient becomes the To",
-                field="to",
-            )
         fp = _codec.fingerprint(template, data)
         now = time.time()
         due = _codec.to_timestamp(send_at, now)
@@ -247,7 +250,8 @@ class Outbox:
                         path=self.path,
                     )
                 return _JobFiller(self, job_id, rowid, total, done=state != JOB_FILLING)
-            frozen = _codec.freeze(template)
+            token = _codec.new_msgid_token()
+            frozen = _codec.freeze(template, token)
             db.execute(
                 "INSERT INTO jobs (job_id, lane, state, created_at, send_at, fingerprint,"
                 " template, data, msgid_token, msgid_domain) VALUES (?,?,?,?,?,?,?,?,?,?)",
@@ -260,7 +264,7 @@ class Outbox:
                     fp,
                     _codec.encode_template(frozen),
                     _codec.encode_data(data),
-                    _codec.new_msgid_token(),
+                    token,
                     _codec.msgid_domain(frozen),
                 ),
             )
@@ -477,6 +481,29 @@ class Outbox:
         if row is None:
             raise JobNotFound(job_id, path=self.path)
         return int(row[0])
+
+
+def _literal_recipients(
+    template: Message, recipients: Iterable[object] | AsyncIterable[object] | None
+) -> Iterable[object] | AsyncIterable[object]:
+    """The rows of a job: the given recipients for a template, or a literal message's own
+    envelope recipients."""
+    if not isinstance(template, Message):
+        raise TypeError(f"a job's template must be a fastsmtp.Message, not {type(template)}")
+    own = template.recipients
+    if recipients is None:
+        if not own:
+            raise InvalidMessage(
+                "give recipients, or a message with to/cc/bcc to send as it is", field="to"
+            )
+        return own
+    if own:
+        raise InvalidMessage(
+            "a template for recipients must not have to/cc/bcc: each recipient becomes "
+            "the To (or give no recipients to send this message as it is)",
+            field="to",
+        )
+    return recipients
 
 
 class _JobFiller:
