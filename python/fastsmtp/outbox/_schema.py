@@ -54,7 +54,8 @@ CREATE TABLE jobs (
 );
 -- One row per recipient. key = job id << 32 | index (the rowid: no separate index).
 -- Columns that are NULL or 0 until a recipient is tried come last and cost one header
--- byte each.
+-- byte each. message_id stays NULL while the Message-ID is the one derived from the job
+-- (JobTemplate.message_id); it is there for messages sent with another one.
 CREATE TABLE recipients (
     key INTEGER PRIMARY KEY,
     address TEXT NOT NULL,
