@@ -44,6 +44,7 @@ from fastsmtp.outbox._models import (
     LANES,
     MAX_INDEX,
     QUEUED,
+    RESULT_STATUS,
     STATE_CODES,
     STATE_NAMES,
     JobInfo,
@@ -68,6 +69,7 @@ _RECIPIENT_COLUMNS = (
     "text, message_id, in_doubt"
 )
 _PAGE = 2000
+_WITH_OUTCOME = tuple(STATE_NAMES[code] for code in RESULT_STATUS)
 
 
 class Outbox:
@@ -355,9 +357,10 @@ class Outbox:
         is held between pages, so a million rows take bounded memory and do not hold
         back the sender's checkpoints). ``states`` keeps only those states."""
         job = self.template(job_id)
-        wanted = None
+        where = ""
         if states is not None:
-            wanted = {STATE_CODES[s] for s in states}
+            codes = sorted({STATE_CODES[s] for s in states})  # KeyError for an unknown one
+            where = f" AND state IN ({', '.join(map(str, codes))})" if codes else " AND 0"
         lo = job.rowid << KEY_BITS
         hi = lo | MAX_INDEX
         decode = _codec.decode_data
@@ -365,13 +368,11 @@ class Outbox:
             db = self._db()
             with self._lock, sqlite_errors(self.path, db):
                 rows: list[Any] = db.execute(
-                    f"SELECT {_RECIPIENT_COLUMNS} FROM recipients WHERE key BETWEEN ? AND ? "
-                    "ORDER BY key LIMIT ?",
+                    f"SELECT {_RECIPIENT_COLUMNS} FROM recipients WHERE key BETWEEN ? AND ?"
+                    f"{where} ORDER BY key LIMIT ?",
                     (lo, hi, _PAGE),
                 ).fetchall()
             for key, address, name, data, state, attempts, at, code, enh, text, mid, doubt in rows:
-                if wanted is not None and state not in wanted:
-                    continue
                 index = key & MAX_INDEX
                 yield RecipientRecord(
                     job_id=job.job_id,
@@ -396,7 +397,7 @@ class Outbox:
         """A :class:`fastsmtp.Result` for every recipient of the job that has an outcome
         (final, or in doubt: reported ``deferred`` with the reason), in index order,
         streamed (see :meth:`recipients`)."""
-        for record in self.recipients(job_id):
+        for record in self.recipients(job_id, states=_WITH_OUTCOME):
             result = record.to_result()
             if result is not None:
                 yield result
