@@ -15,6 +15,14 @@ disk. The engine's contract, for the in-doubt guarantee to hold:
 
 A crash between 2 and 3 leaves the recipient ``on_wire``; the next sender finds it
 ``in_doubt`` and does not send it again unless asked to.
+
+Claims are not written to the file: with one sender per outbox only this process needs to
+know them, and a crash before step 2 leaves the recipient ``queued``, which is right, since
+nothing of it went out (one write per message saved). A future that fails (OutboxFull,
+OutboxLocked...) means its changes are not in the file: after a failed ``mark_on_wire``
+do not send those recipients; after a failed ``record`` they stay ``on_wire`` there (and
+in doubt after a restart), so do not report their results as stored. The claims stay
+claimed in this process either way.
 """
 
 from __future__ import annotations
