@@ -387,7 +387,9 @@ class Writer:
         claimed = self._claimed
         rows = _fetch(
             conn,
-            "state = 2 AND next_attempt_at <= ? AND key BETWEEN ? AND ? AND (key >> 32) IN "
+            # "+key": the key range must not steer the planner away from the index of due
+            # recipients (a scan of the whole table per claim otherwise).
+            "state = 2 AND next_attempt_at <= ? AND +key BETWEEN ? AND ? AND (key >> 32) IN "
             "(SELECT id FROM jobs WHERE lane = ? AND state IN (?, ?) AND send_at <= ?)",
             "next_attempt_at, key",
             (now, lo, hi, lane, JOB_ACTIVE, JOB_DRAINED, now, need + len(claimed)),
