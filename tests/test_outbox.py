@@ -393,6 +393,23 @@ async def test_group_commit_batches_many_changes(outbox: Outbox) -> None:
     assert outbox.job("j").counts == {"accepted": 3000}
 
 
+def test_claim_queries_use_an_index(outbox: Outbox) -> None:
+    """A claim must never scan the whole table (a million rows per claim): due deferred
+    recipients come from their partial index, queued ones from a key range."""
+    from fastsmtp.outbox import _writer
+
+    outbox.create_job("j", TEMPLATE, people(10))
+    db = outbox._db()
+    for where, order, expected in (
+        (_writer.DUE_WHERE, _writer.DUE_ORDER, "USING INDEX recipients_due"),
+        (_writer.QUEUED_WHERE, _writer.QUEUED_ORDER, "USING INTEGER PRIMARY KEY"),
+    ):
+        sql = _writer._CLAIM_JSON.format(where=where, order=order)
+        params = (1,) * sql.count("?")
+        plan = " / ".join(str(row[3]) for row in db.execute(f"EXPLAIN QUERY PLAN {sql}", params))
+        assert f"SEARCH recipients {expected}" in plan, plan
+
+
 # -- inspecting and operating ----------------------------------------------------------
 
 

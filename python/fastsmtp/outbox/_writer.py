@@ -119,6 +119,17 @@ _CLAIM_JSON = (
     "ORDER BY {order}) FROM (SELECT * FROM recipients WHERE {where} ORDER BY {order} "
     "LIMIT ?)"
 )
+# Due deferred recipients (now, key range, lane, 2 job states, now). "+key": the key range
+# must not steer the planner away from the index of due recipients (that would scan the
+# whole table per claim).
+DUE_WHERE = (
+    "state = 2 AND next_attempt_at <= ? AND +key BETWEEN ? AND ? AND (key >> 32) IN "
+    "(SELECT id FROM jobs WHERE lane = ? AND state IN (?, ?) AND send_at <= ?)"
+)
+DUE_ORDER = "next_attempt_at, key"
+# Queued recipients of one job from its cursor on (cursor, last key).
+QUEUED_WHERE = "key >= ? AND key <= ? AND state = 0"
+QUEUED_ORDER = "key"
 _json_rows = msgspec.json.Decoder(list[tuple[int, str, str | None, str, int, int]]).decode
 
 
@@ -387,11 +398,8 @@ class Writer:
         claimed = self._claimed
         rows = _fetch(
             conn,
-            # "+key": the key range must not steer the planner away from the index of due
-            # recipients (a scan of the whole table per claim otherwise).
-            "state = 2 AND next_attempt_at <= ? AND +key BETWEEN ? AND ? AND (key >> 32) IN "
-            "(SELECT id FROM jobs WHERE lane = ? AND state IN (?, ?) AND send_at <= ?)",
-            "next_attempt_at, key",
+            DUE_WHERE,
+            DUE_ORDER,
             (now, lo, hi, lane, JOB_ACTIVE, JOB_DRAINED, now, need + len(claimed)),
         )
         goal = len(out) + need
@@ -410,7 +418,7 @@ class Writer:
         goal = len(out) + need
         while cursor <= hi and len(out) < goal:
             asked = goal - len(out)
-            rows = _fetch(conn, "key >= ? AND key <= ? AND state = 0", "key", (cursor, hi, asked))
+            rows = _fetch(conn, QUEUED_WHERE, QUEUED_ORDER, (cursor, hi, asked))
             for row in rows:
                 if row[0] not in claimed:
                     self._add(row, QUEUED, out)
