@@ -149,8 +149,10 @@ async def drain(path: str, loops: int, batch: int, work_us: float) -> dict[str, 
             done += len(claims)
 
     started = time.perf_counter()
+    cpu = time.process_time()
     await asyncio.gather(*(connection() for _ in range(loops)))
     elapsed = time.perf_counter() - started
+    cpu = time.process_time() - cpu
     stats = sender.stats
     await sender.close()
     info = outbox.job("bench")
@@ -160,6 +162,7 @@ async def drain(path: str, loops: int, batch: int, work_us: float) -> dict[str, 
         "messages": done,
         "seconds": elapsed,
         "messages_per_second": done / elapsed,
+        "cpu_us_per_message": cpu / done * 1e6,
         "changes_per_second": stats.rows / elapsed,
         "commits": stats.commits,
         "commits_per_second": stats.commits / elapsed,
@@ -187,9 +190,16 @@ async def in_memory(n: int, loops: int, batch: int, work_us: float) -> dict[str,
             done += take
 
     started = time.perf_counter()
+    cpu = time.process_time()
     await asyncio.gather(*(connection() for _ in range(loops)))
     elapsed = time.perf_counter() - started
-    return {"messages": done, "seconds": elapsed, "messages_per_second": done / elapsed}
+    cpu = time.process_time() - cpu
+    return {
+        "messages": done,
+        "seconds": elapsed,
+        "messages_per_second": done / elapsed,
+        "cpu_us_per_message": cpu / done * 1e6,
+    }
 
 
 def changes_child(path: str, loops: int, batch: int, work_us: float) -> dict[str, float]:
@@ -278,7 +288,8 @@ def bench_changes(
         f"{summary['messages_per_second']:,.0f} msg/s, "
         f"{summary['changes_per_second']:,.0f} row changes/s, "
         f"{summary['commits_per_second']:,.0f} commits/s, "
-        f"{summary['rows_per_commit']:,.0f} rows/commit, writer busy "
+        f"{summary['rows_per_commit']:,.0f} rows/commit, "
+        f"{summary['cpu_us_per_message']:.1f} us CPU/msg (both threads), writer busy "
         f"{summary['writer_busy_share']:.0%}  (median of {rounds}: "
         + ", ".join(f"{r['messages_per_second']:,.0f}" for r in runs)
         + " msg/s)"

@@ -105,11 +105,37 @@ _MARK_ON_WIRE = (
     "UPDATE recipients SET state = 1, attempts = attempts + 1 "
     "WHERE key IN (SELECT value FROM json_each(?))"
 )
+# Results are grouped by (state, attempts, code, enhanced code), which a group's rows mostly
+# share, so each row carries only its key and text (and the next attempt of a deferral):
+# extracting six fields per row from JSON cost 4.8 us a row, this 1.4 (executemany: 2.4).
 _RECORD = (
-    "UPDATE recipients SET state = j.value ->> 0, attempts = j.value ->> 1, "
-    "next_attempt_at = j.value ->> 2, code = j.value ->> 3, enhanced_code = j.value ->> 4, "
-    "text = j.value ->> 5 FROM json_each(?) AS j WHERE recipients.key = j.value ->> 6"
+    "UPDATE recipients SET state = ?1, attempts = ?2, code = ?3, enhanced_code = ?4, "
+    "next_attempt_at = NULL, text = j.value ->> 1 FROM json_each(?5) AS j "
+    "WHERE recipients.key = j.value ->> 0"
 )
+_RECORD_DEFERRAL = (
+    "UPDATE recipients SET state = ?1, attempts = ?2, code = ?3, enhanced_code = ?4, "
+    "next_attempt_at = j.value ->> 2, text = j.value ->> 1 FROM json_each(?5) AS j "
+    "WHERE recipients.key = j.value ->> 0"
+)
+
+
+def _write_records(
+    conn: apsw.Connection,
+    records: list[tuple[int, int, float | None, int | None, str | None, str, int]],
+) -> None:
+    plain: dict[tuple[int, int, int | None, str | None], list[tuple[int, str]]] = {}
+    timed: dict[tuple[int, int, int | None, str | None], list[tuple[int, str, float]]] = {}
+    for state, attempts, at, code, enhanced, text, key in records:
+        if at is None:
+            plain.setdefault((state, attempts, code, enhanced), []).append((key, text))
+        else:
+            timed.setdefault((state, attempts, code, enhanced), []).append((key, text, at))
+    for sql, groups in ((_RECORD, plain), (_RECORD_DEFERRAL, timed)):
+        for (state, attempts, code, enhanced), rows in groups.items():
+            conn.execute(sql, (state, attempts, code, enhanced, _json(rows).decode()))
+
+
 _json = msgspec.json.Encoder().encode
 # Claimed rows come back as one JSON array (one statement step, so one GIL hand-off per
 # claim rather than one per row; see _MARK_ON_WIRE), data as hex, in the claim's order
@@ -275,7 +301,7 @@ class Writer:
                 conn.execute(_MARK_ON_WIRE, (_json(marked).decode(),))
                 rows += len(on_wire)
             if records:
-                conn.execute(_RECORD, (_json(records).decode(),))
+                _write_records(conn, records)
             conn.execute("COMMIT")
         except Exception as exc:  # a SQLite error, or a change that cannot be encoded
             error = _typed(exc, self.path, conn)
