@@ -11,7 +11,6 @@ from __future__ import annotations
 import email.utils
 import hashlib
 import secrets
-from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -73,7 +72,7 @@ def decode_data(blob: bytes | None) -> dict[str, Any] | None:
 
 
 def new_msgid_token() -> str:
-    """The left part shared by a job's Message-IDs: 128 random bits in base32."""
+    """The left part shared by a job's Message-IDs: 128 random bits in hex."""
     return secrets.token_hex(16)
 
 
@@ -94,9 +93,6 @@ def to_timestamp(when: datetime | float | None, default: float) -> float:
     if isinstance(when, int | float) and not isinstance(when, bool):
         return float(when)
     raise TypeError(f"send_at must be a datetime or a Unix time, not {type(when).__name__}")
-
-
-RowMaker = Callable[[int, object], tuple[int, str, str | None, bytes | None]]
 
 
 def recipient_row(key: int, item: object) -> tuple[int, str, str | None, bytes | None]:
