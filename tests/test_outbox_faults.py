@@ -29,7 +29,8 @@ from fastsmtp.outbox import (
 )
 from tests.outbox_support import TEMPLATE, fill_disk, people, remount_readonly, tmpfs
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="mounts a tmpfs: needs root")
+# The test machines and CI run as root; a developer's unprivileged run cannot mount.
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="mounts a tmpfs: needs root")
 
 
 def digest(path: Path | str) -> str:
@@ -133,6 +134,7 @@ def test_migrations_apply_in_order_and_atomically(
 # -- read-only -------------------------------------------------------------------------
 
 
+@needs_root
 async def test_a_read_only_file_system(tmp_path: Path) -> None:
     with tmpfs("8m") as directory:
         path = os.path.join(directory, "mail.db")
@@ -192,6 +194,7 @@ async def test_a_database_locked_by_another_connection(tmp_path: Path) -> None:
 BIG = {"blob": "x" * 3000}
 
 
+@needs_root
 def test_a_full_disk_while_adding_a_job(tmp_path: Path) -> None:
     with tmpfs("8m") as directory:
         path = os.path.join(directory, "mail.db")
@@ -217,6 +220,7 @@ def test_a_full_disk_while_adding_a_job(tmp_path: Path) -> None:
         ob.close()
 
 
+@needs_root
 async def test_a_full_disk_while_sending(tmp_path: Path) -> None:
     with tmpfs("8m") as directory:
         path = os.path.join(directory, "mail.db")
