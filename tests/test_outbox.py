@@ -336,7 +336,7 @@ async def test_on_wire_after_restart_is_in_doubt_and_not_resent(tmp_path: Path) 
         sender.record(c, "accepted", 250, "2.0.0", "ok")
     await sender.flush()
     info = ob.job("j")
-    assert info.counts == {"accepted": 3, "in_doubt": 3} and not info.done
+    assert info.counts == {"accepted": 3, "in_doubt": 3} and not info.done and info.settled
     doubtful = [r for r in ob.results("j") if r.status == "deferred"]
     assert [r.index for r in doubtful] == [1, 2, 3]
     assert all(r.text.startswith("in doubt") for r in doubtful)

@@ -125,9 +125,18 @@ class JobInfo(msgspec.Struct, kw_only=True, frozen=True):
 
     @property
     def done(self) -> bool:
-        """Every recipient has a final state (in-doubt ones are not final)."""
+        """Every recipient has a final state (in-doubt ones are not final). Needs counts."""
         finished = sum(n for s, n in self.counts.items() if STATE_CODES[s] >= FIRST_FINAL)
         return self.state != "filling" and finished == self.total
+
+    @property
+    def settled(self) -> bool:
+        """Every recipient has an outcome to report: final, or in doubt (which nothing
+        sends again unless asked). A durable send_batch is over then. Needs counts."""
+        settled = sum(
+            n for s, n in self.counts.items() if STATE_CODES[s] >= FIRST_FINAL or s == "in_doubt"
+        )
+        return self.state != "filling" and settled == self.total
 
 
 class JobTemplate(msgspec.Struct, kw_only=True, frozen=True):
