@@ -44,7 +44,7 @@ async def main(db: str, log_path: str, n: int, seed: int) -> None:
         commit = await sender.mark_on_wire(claims)
         claims = [c for c in claims if c.key not in commit.refused]
         log("W " + " ".join(str(c.key) for c in claims))
-        await asyncio.sleep(rng.uniform(0, 0.004))  # the server's replies take a moment
+        await asyncio.sleep(rng.uniform(0.001, 0.008))  # the server's replies take a moment
         finals: list[str] = []
         deferred: list[str] = []
         future = None
