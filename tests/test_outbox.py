@@ -137,6 +137,12 @@ async def test_enqueue_takes_an_async_iterable(outbox: Outbox) -> None:
     assert info.total == 7
     again = await outbox.enqueue("async", TEMPLATE, stream())
     assert again.total == 7
+    # Interrupted after 4 recipients: the same call skips them (across chunk borders).
+    filler = outbox._begin_job("resumed", TEMPLATE, None, "bulk", None)
+    filler.add(people(4))
+    done = await outbox.enqueue("resumed", TEMPLATE, stream(), chunk_size=3)
+    assert done.total == 7 and done.state == "active"
+    assert [r.address for r in outbox.recipients("resumed")] == [p["address"] for p in people(7)]
 
 
 @pytest.mark.parametrize(
