@@ -55,6 +55,17 @@ Faults
     every future of its group and changes nothing: rows keep their last committed state.
 """
 
+try:
+    import apsw  # noqa: F401
+except ModuleNotFoundError as e:  # pragma: no cover - tested in a venv without the extra
+    if e.name is None or e.name.partition(".")[0] != "apsw":
+        raise
+    raise ModuleNotFoundError(
+        "fastsmtp.outbox needs apsw, which comes with the 'outbox' extra: "
+        "pip install 'fastsmtp[outbox]'",
+        name="apsw",
+    ) from e
+
 from fastsmtp.outbox._backoff import BackoffPolicy
 from fastsmtp.outbox._errors import (
     JobConflict,

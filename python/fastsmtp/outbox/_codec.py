@@ -17,7 +17,7 @@ from typing import Any
 import msgspec
 
 from fastsmtp._errors import InvalidMessage
-from fastsmtp._models import Attachment, Message, Recipient, format_date
+from fastsmtp._models import Attachment, Message, Recipient
 
 _encode = msgspec.msgpack.Encoder().encode
 _encode_sorted = msgspec.msgpack.Encoder(order="sorted").encode
@@ -45,10 +45,20 @@ def freeze(template: Message, token: str) -> Message:
     its Message-ID fixed (``<token@domain>``) when it has none."""
     changes: dict[str, Any] = {}
     if not isinstance(template.date, str):
-        changes["date"] = format_date(template.date)
+        changes["date"] = _rfc5322_date(template.date)
     if template.recipients and template.message_id is None:
         changes["message_id"] = f"<{token}@{msgid_domain(template)}>"
     return msgspec.structs.replace(template, **changes) if changes else template
+
+
+def _rfc5322_date(value: datetime | None) -> str:
+    """A Date value for ``value`` (a naive datetime is local time), or for now; a string
+    date is left to the core to check when the message is built."""
+    if value is None:
+        return email.utils.formatdate(localtime=True)
+    if not isinstance(value, datetime):
+        raise InvalidMessage("date must be a datetime or an RFC 5322 date string", field="date")
+    return email.utils.format_datetime(value if value.tzinfo else value.astimezone())
 
 
 def encode_template(template: Message) -> bytes:
