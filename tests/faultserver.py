@@ -17,6 +17,7 @@ import asyncio
 import dataclasses
 import random
 import re
+import ssl as ssl_module
 from collections import Counter
 
 MESSAGE_ID = re.compile(rb"^Message-ID:\s*(<[^>\r\n]+>)", re.IGNORECASE | re.MULTILINE)
@@ -61,12 +62,15 @@ class FaultServer:
         chunking: bool = True,
         pipelining: bool = True,
         greet: bool = True,
+        ssl: ssl_module.SSLContext | None = None,
     ) -> None:
         self.faults = faults or Faults()
         self.random = random.Random(seed)
         self.chunking = chunking
         self.pipelining = pipelining
         self.greet = greet
+        self.ssl = ssl
+        """A server context: implicit TLS from the first byte (the storm over TLS)."""
         """False: accept connections and never say anything (timeout tests)."""
         self.connections = 0
         self.commands: Counter[str] = Counter()
@@ -82,7 +86,7 @@ class FaultServer:
     # -- lifecycle ---------------------------------------------------------------------
 
     async def start(self) -> FaultServer:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0, ssl=self.ssl)
         self.port = self._server.sockets[0].getsockname()[1]
         return self
 
@@ -123,7 +127,12 @@ class FaultServer:
         self._tasks.add(task)
         try:
             await self._converse(reader, writer)
-        except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+        except (
+            ConnectionError,
+            asyncio.IncompleteReadError,
+            asyncio.LimitOverrunError,
+            ssl_module.SSLError,
+        ):
             pass
         finally:
             self._tasks.discard(task)

@@ -8,6 +8,7 @@ deep inside a send.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import socket
 import ssl
 from typing import TYPE_CHECKING, Literal
@@ -15,7 +16,9 @@ from typing import TYPE_CHECKING, Literal
 from fastsmtp._secret import Secret
 
 if TYPE_CHECKING:
-    from fastsmtp._fastsmtp import DKIMSigner
+    from fastsmtp._fastsmtp import DKIMSigner, TlsConfig
+
+log = logging.getLogger("fastsmtp")
 
 TLSMode = Literal["implicit", "starttls", "opportunistic", "none"]
 TLS_MODES: tuple[TLSMode, ...] = ("implicit", "starttls", "opportunistic", "none")
@@ -125,3 +128,23 @@ class EngineConfig:
     def make_ssl_context(self) -> ssl.SSLContext:
         """The caller's context, or a default one: certificates and host names verified."""
         return self.ssl_context or ssl.create_default_context()
+
+    def tls_layer(self) -> TlsConfig | ssl.SSLContext | None:
+        """What carries TLS for this engine (None for ``tls="none"``): the Rust layer
+        (rustls) with the system's trusted CAs, or the caller's ``ssl_context`` mapped onto
+        it (same trust, name check and versions); Python's ``ssl`` with that context when it
+        cannot be mapped (a CA directory, a pinned certificate, CRLs, TLS below 1.2...: see
+        ``fastsmtp._tls_context``). Built once per pool: connections made from one
+        ``TlsConfig`` resume each other's TLS sessions."""
+        if self.tls == "none":
+            return None
+        from fastsmtp._fastsmtp import TlsConfig
+        from fastsmtp._tls_context import map_ssl_context
+
+        if self.ssl_context is None:
+            return TlsConfig()
+        mapping = map_ssl_context(self.ssl_context)
+        if mapping.config is None:
+            log.info("TLS through Python's ssl module for this context: %s", mapping.reason)
+            return self.ssl_context
+        return mapping.config

@@ -27,6 +27,7 @@ from fastsmtp._errors import (
     SMTPConnectionError,
     SMTPReplyError,
     SMTPTimeoutError,
+    TLSError,
     TLSRequiredError,
 )
 
@@ -66,6 +67,7 @@ class Connection(asyncio.Protocol):
         self.submitted = 0
         self.closed = False
         self.close_reason = ""
+        self._close_error: TLSError | None = None
         self.capabilities: core.Capabilities | None = None
         self._loop = asyncio.get_running_loop()
         self._paused = False  # the transport asked us to stop writing
@@ -158,6 +160,8 @@ class Connection(asyncio.Protocol):
             self.close_reason = event.reason
         if event.error is not None:
             log.warning("%s: %s", self, event.error)
+            if isinstance(event.error, TLSError):
+                self._close_error = event.error  # raised by a set-up step waiting on it
         self._mark_closed(event.reason)
         if self.transport is not None:
             self.transport.close()
@@ -180,15 +184,20 @@ class Connection(asyncio.Protocol):
         self._awaiting_capacity = False
         self._capacity.set()  # wake a waiting worker so it sees the close
         if self._handshake is not None and not self._handshake.done():
-            self._handshake.set_exception(
-                SMTPConnectionError(f"connection closed: {self.close_reason}")
-            )
+            self._handshake.set_exception(self._closed_error())
         if not self._closed_waiter.done():
             self._closed_waiter.set_result(None)
         self._awaiting_settled = False
         self._settled.set()
         if self._watchdog is not None:
             self._watchdog.cancel()
+
+    def _closed_error(self) -> Exception:
+        """What a set-up step waiting on a closed connection raises: the TLS error that
+        ended it, or SMTPConnectionError."""
+        if self._close_error is not None:
+            return self._close_error
+        return SMTPConnectionError(f"connection closed: {self.close_reason}")
 
     def charge_abort(self) -> bool:
         """True for the first transaction aborted on this connection, False afterwards.
@@ -208,7 +217,7 @@ class Connection(asyncio.Protocol):
         if self._early_events:
             event = self._early_events.pop(0)
         elif self.closed:
-            raise SMTPConnectionError(f"connection closed: {self.close_reason}")
+            raise self._closed_error()
         else:
             self._handshake = self._loop.create_future()
             try:
@@ -237,27 +246,35 @@ class Connection(asyncio.Protocol):
         return event
 
     @classmethod
-    async def open(cls, config: EngineConfig, on_events: OnEvents) -> Connection:
-        """Connect, read the greeting, EHLO, STARTTLS and AUTH as configured.
+    async def open(
+        cls,
+        config: EngineConfig,
+        on_events: OnEvents,
+        tls: core.TlsConfig | ssl.SSLContext | None = None,
+    ) -> Connection:
+        """Connect, read the greeting, EHLO, STARTTLS and AUTH as configured. ``tls`` is
+        the pool's TLS layer (``EngineConfig.tls_layer()``): a ``TlsConfig`` runs TLS in
+        the core (rustls), an ``SSLContext`` through Python's ``ssl``.
 
         Raises SMTPConnectionError, SMTPTimeoutError, SMTPReplyError, TLSRequiredError,
-        AuthenticationError or ssl.SSLError; the socket is closed on any failure.
+        AuthenticationError, TLSError (an ``ssl.SSLError``) or ssl.SSLError; the socket is
+        closed on any failure.
         """
         loop = asyncio.get_running_loop()
         conn = cls(config, on_events)
-        ctx: ssl.SSLContext | None = None
-        if config.tls != "none":
-            ctx = config.make_ssl_context()
+        if tls is None and config.tls != "none":
+            tls = config.make_ssl_context()
         implicit = config.tls == "implicit"
+        python_ssl = tls if isinstance(tls, ssl.SSLContext) and implicit else None
         try:
             await asyncio.wait_for(
                 loop.create_connection(
                     lambda: conn,
                     config.host,
                     config.port,
-                    ssl=ctx if implicit else None,
-                    server_hostname=config.tls_server_hostname if implicit else None,
-                    ssl_handshake_timeout=config.connect_timeout_s if implicit else None,
+                    ssl=python_ssl,
+                    server_hostname=config.tls_server_hostname if python_ssl else None,
+                    ssl_handshake_timeout=config.connect_timeout_s if python_ssl else None,
                 ),
                 config.connect_timeout_s,
             )
@@ -270,25 +287,33 @@ class Connection(asyncio.Protocol):
                 f"cannot connect to {config.host}:{config.port}: {e.strerror or e}"
             ) from e
         try:
-            await conn._setup(ctx)
+            if implicit and isinstance(tls, core.TlsConfig):
+                conn.client.start_tls(tls, config.tls_server_hostname)
+            await conn._setup(tls)
         except BaseException:
             conn.abort("set-up failed")
             raise
         conn._arm_watchdog()
         return conn
 
-    async def _setup(self, ctx: ssl.SSLContext | None) -> None:
+    async def _setup(self, tls: core.TlsConfig | ssl.SSLContext | None) -> None:
         config = self.config
         ready = await self._expect(core.Ready, config.greeting_timeout_s, "greeting and EHLO")
         self.capabilities = ready.capabilities
         if config.tls in ("starttls", "opportunistic"):
-            assert ctx is not None
+            assert tls is not None
             if ready.capabilities.starttls:
                 self.client.starttls()
                 await self._expect(core.StartTlsReady, config.reply_timeout_s, "STARTTLS")
-                await self._start_tls(ctx)
-                self.client.tls_established()
-                ready = await self._expect(core.Ready, config.reply_timeout_s, "EHLO after TLS")
+                if isinstance(tls, core.TlsConfig):
+                    # The handshake runs through feed(); EHLO follows it in the core.
+                    self.client.start_tls(tls, config.tls_server_hostname)
+                    what = "the TLS handshake and EHLO"
+                else:
+                    await self._start_tls(tls)
+                    self.client.tls_established()
+                    what = "EHLO after TLS"
+                ready = await self._expect(core.Ready, config.reply_timeout_s, what)
                 self.capabilities = ready.capabilities
             elif config.tls == "starttls":
                 raise TLSRequiredError(
@@ -299,6 +324,7 @@ class Connection(asyncio.Protocol):
             await self._authenticate()
 
     async def _start_tls(self, ctx: ssl.SSLContext) -> None:
+        """STARTTLS on Python's ssl path (a context that does not map onto the core's)."""
         assert self.transport is not None
         try:
             transport = await asyncio.wait_for(
@@ -448,6 +474,10 @@ class Connection(asyncio.Protocol):
                 self.abort("no reply to QUIT")
         if self.transport is None:
             return
+        if self._writable and not self.transport.is_closing():
+            notify = self.client.close_tls()  # TLS in the core: close_notify first
+            if notify:
+                self.transport.write(notify)
         self.transport.close()
         try:
             await asyncio.wait_for(asyncio.shield(self._lost), CLOSE_TIMEOUT)

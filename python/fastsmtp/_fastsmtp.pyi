@@ -492,6 +492,26 @@ class ClientConnection:
     @property
     def idle_for(self) -> float:
         """Seconds since the server last sent anything."""
+    def start_tls(self, config: TlsConfig, server_name: str) -> None:
+        """Run the connection over TLS (rustls) from now on: on a new connection for
+        implicit TLS (before the greeting), or after StartTlsReady for STARTTLS. From then
+        on feed()/receive_data() take ciphertext and data_to_send() returns ciphertext
+        (one read's replies -> one write); the handshake runs through them. After a
+        STARTTLS handshake, EHLO is sent again and a Ready event follows. A TLS failure
+        ends the connection: TransactionAborted for each transaction, then Closed whose
+        ``error`` is the typed TLS exception (TLSCertificateError, TLSError...)."""
+    def close_tls(self) -> bytes:
+        """The close_notify alert to write before closing the socket (b"" without TLS)."""
+    @property
+    def tls_version(self) -> str | None:
+        """The negotiated version ("TLSv1.2", "TLSv1.3") once start_tls()'s handshake is
+        done; None otherwise (and on Python's ssl path)."""
+    @property
+    def tls_resumed(self) -> bool:
+        """The TLS handshake resumed an earlier session of the same TlsConfig."""
+    @property
+    def peer_certificates(self) -> list[bytes]:
+        """The server's certificate chain (DER, leaf first) after start_tls()'s handshake."""
     def starttls(self) -> None:
         """Queue STARTTLS. Only when Ready and nothing is in flight."""
     def tls_established(self) -> None:

@@ -29,6 +29,7 @@ from fastsmtp._errors import (
     InvalidMessage,
     SMTPReplyError,
     SMTPUTF8Required,
+    TLSError,
     TLSRequiredError,
 )
 from fastsmtp._lot import Envelope, Lot
@@ -38,6 +39,10 @@ from fastsmtp._ratelimit import TokenBucket
 from fastsmtp._stats import Stats
 
 log = logging.getLogger("fastsmtp")
+
+TRANSIENT_TLS_KINDS = frozenset({"peer_misbehaved", "truncated", "closed_during_handshake"})
+"""TLS failures worth another connection (a glitch of the peer or the network); the
+others (certificates, no common protocol, settings) are final."""
 
 # Exact classes: ``type(event) is`` is the cheapest test, once per event on the hot path.
 _ACCEPTED = core.Accepted
@@ -60,6 +65,8 @@ class Pool:
         self._retry_timers: dict[asyncio.TimerHandle, Lot] = {}
         self._bucket = TokenBucket(config.rate_limit, config.burst) if config.rate_limit else None
         self._closing = False
+        # One TLS layer for every connection: they resume each other's TLS sessions.
+        self._tls = config.tls_layer()
 
     # -- feeding ------------------------------------------------------------------------
 
@@ -101,8 +108,8 @@ class Pool:
         """
         if len(self._workers) >= self.config.connections:
             return
-        conn = await Connection.open(self.config, self._on_events)
-        self.stats.connections_opened += 1
+        conn = await Connection.open(self.config, self._on_events, self._tls)
+        self._opened(conn)
         self._start_worker(conn)
 
     # -- giving results without sending ---------------------------------------------------
@@ -216,7 +223,16 @@ class Pool:
         while self.queue and not self._closing:
             attempt += 1
             try:
-                conn = await Connection.open(config, self._on_events)
+                conn = await Connection.open(config, self._on_events, self._tls)
+            except TLSError as e:
+                self.stats.connection_failures += 1
+                if e.kind in TRANSIENT_TLS_KINDS and attempt < config.max_attempts:
+                    log.warning("TLS with %s:%s failed (%s), retrying", config.host, config.port, e)
+                else:
+                    # Certificates and settings are final: never plaintext, never a loop.
+                    log.error("cannot use %s:%s: %s", config.host, config.port, e)
+                    self.fail_queued(f"TLS: {e}")
+                    return None
             except (TLSRequiredError, ssl.SSLError) as e:
                 # Security failures are final: never fall back to plaintext, never loop.
                 log.error("cannot use %s:%s: %s", config.host, config.port, e)
@@ -242,11 +258,18 @@ class Pool:
                     return None
                 log.warning("%s, retrying", e)
             else:
-                self.stats.connections_opened += 1
+                self._opened(conn)
                 return conn
             delay = min(config.retry_max_delay, config.retry_base_delay * 2 ** (attempt - 1))
             await asyncio.sleep(delay * random.uniform(0.5, 1.0))
         return None
+
+    def _opened(self, conn: Connection) -> None:
+        stats = self.stats
+        stats.connections_opened += 1
+        if conn.client.tls_version is not None:
+            stats.tls_connections += 1
+            stats.tls_resumed += conn.client.tls_resumed
 
     async def _worker(self, conn: Connection | None) -> None:
         connecting = conn is None

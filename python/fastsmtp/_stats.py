@@ -10,6 +10,10 @@ class Stats(Counts, kw_only=True):
     connection-level events behind them."""
 
     connections_opened: int = 0
+    tls_connections: int = 0
+    """Connections whose TLS runs in the core (rustls)."""
+    tls_resumed: int = 0
+    """Of those, how many resumed an earlier TLS session (no full handshake)."""
     connection_failures: int = 0
     health_check_failures: int = 0
     """Idle connections that did not answer NOOP before reuse (replaced, nothing lost)."""

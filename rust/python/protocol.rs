@@ -19,11 +19,14 @@ use pyo3::types::{PyBytes, PyList};
 
 use super::errors::new_error;
 use super::mime::PyBuiltMessage;
+use super::tls::{to_py as tls_to_py, PyTlsConfig};
 use crate::protocol::connection::{
     Body, ClientConnection, Event, MessageBytes, Options, Outcome, Tag, Transaction, Verdict,
 };
 use crate::protocol::reply::{self, EnhancedCode, Reply, DEFAULT_MAX_REPLY_BYTES};
+use crate::protocol::state::State;
 use crate::protocol::{dotstuff, Capabilities, Error};
+use crate::tls::{TlsError, TlsSession};
 
 /// Map a core error to its `fastsmtp._errors` exception.
 fn to_py(py: Python<'_>, e: Error) -> PyErr {
@@ -566,6 +569,53 @@ fn events_to_py<'py>(py: Python<'py>, events: Vec<Event<PyTag>>) -> PyResult<Bou
     PyList::new(py, converted)
 }
 
+/// Inputs at least this large are encrypted or decrypted with the GIL released (one full
+/// record, ~2 µs of AES-GCM); for a read's few hundred bytes the hand-off costs more.
+const TLS_DETACH_MIN: usize = 16 * 1024;
+
+/// The TLS layer under a connection: everything the core writes goes through it, and
+/// every read comes out of it, so the caller sees only ciphertext.
+struct Tls {
+    session: TlsSession,
+    /// Started after the server's 220 to STARTTLS: the core is told when the handshake
+    /// is done (implicit TLS starts before the greeting and tells it nothing).
+    starttls: bool,
+    established: bool,
+    /// Plaintext out of the last read (reused).
+    plain: Vec<u8>,
+}
+
+impl Tls {
+    /// Decrypt `data` into `self.plain`, releasing the GIL for large reads.
+    fn read(&mut self, py: Python<'_>, data: &[u8]) -> Result<(), TlsError> {
+        self.plain.clear();
+        let (session, plain) = (&mut self.session, &mut self.plain);
+        if data.len() >= TLS_DETACH_MIN {
+            py.detach(|| session.read_tls(data, plain))
+        } else {
+            session.read_tls(data, plain)
+        }
+    }
+
+    /// Seal `plain` and append every TLS byte ready to go (handshake, records, alerts).
+    fn seal(&mut self, py: Python<'_>, plain: &[u8], out: &mut Vec<u8>) {
+        // A failed session refuses more plaintext; its error is reported by the read that
+        // saw it, and take_tls still hands out the alert to send.
+        let session = &mut self.session;
+        if plain.len() >= TLS_DETACH_MIN {
+            py.detach(|| {
+                let _ = session.write_plain(plain);
+                session.take_tls(out);
+            });
+        } else {
+            if !plain.is_empty() {
+                let _ = session.write_plain(plain);
+            }
+            session.take_tls(out);
+        }
+    }
+}
+
 /// A message the caller assembled itself (`Engine.send_raw`), validated and in wire form:
 /// the envelope is checked and every bare CR or LF of the bytes made CRLF when it is made,
 /// so nothing malformed can reach a command or DATA later.
@@ -630,6 +680,8 @@ pub struct PyClientConnection {
     started: Instant,
     /// Seconds since `started` of the last read.
     last_read: f64,
+    /// The TLS layer, once `start_tls` was called.
+    tls: Option<Tls>,
 }
 
 impl PyClientConnection {
@@ -644,8 +696,16 @@ impl PyClientConnection {
         py: Python<'py>,
         f: impl FnOnce(&mut ClientConnection<PyTag>) -> Vec<Event<PyTag>>,
     ) -> PyResult<Bound<'py, PyList>> {
+        let events = self.unwinding(f);
+        events_to_py(py, events)
+    }
+
+    fn unwinding(
+        &mut self,
+        f: impl FnOnce(&mut ClientConnection<PyTag>) -> Vec<Event<PyTag>>,
+    ) -> Vec<Event<PyTag>> {
         let conn = &mut self.conn;
-        let events = match catch_unwind(AssertUnwindSafe(|| f(conn))) {
+        match catch_unwind(AssertUnwindSafe(|| f(conn))) {
             Ok(events) => events,
             Err(panic) => {
                 let what = panic
@@ -655,8 +715,89 @@ impl PyClientConnection {
                     .unwrap_or_else(|| "panic".into());
                 conn.internal_error(&what)
             }
+        }
+    }
+
+    /// The core's next bytes, through TLS when it is on: what to write to the socket.
+    fn take_output<'py>(&mut self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        let now = self.now();
+        match &mut self.tls {
+            None => self
+                .conn
+                .take_data_to_send(now, |bytes| PyBytes::new(py, bytes)),
+            Some(tls) => {
+                let mut out = Vec::new();
+                self.conn
+                    .take_data_to_send(now, |plain| tls.seal(py, plain, &mut out));
+                PyBytes::new(py, &out)
+            }
+        }
+    }
+
+    /// Feed a read to the core (decrypted first when TLS is on). A TLS failure ends the
+    /// connection: its transactions are aborted and Closed carries the TLS error.
+    fn receive<'py>(&mut self, py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, PyList>> {
+        let Some(tls) = &mut self.tls else {
+            return self.guarded(py, |c| c.receive_data(data));
         };
+        let read = tls.read(py, data);
+        let plain = std::mem::take(&mut tls.plain);
+        // The handshake just finished on a STARTTLS upgrade: EHLO again (RFC 3207 4.2).
+        let mut upgraded = Ok(());
+        if tls.starttls && !tls.established && !tls.session.is_handshaking() && read.is_ok() {
+            tls.established = true;
+            upgraded = self.conn.tls_established();
+        }
+        let mut events = if plain.is_empty() {
+            Vec::new()
+        } else {
+            self.unwinding(|c| c.receive_data(&plain))
+        };
+        let mut peer_closed = false;
+        if let Some(tls) = &mut self.tls {
+            tls.plain = plain;
+            peer_closed = tls.session.peer_closed();
+        }
+        if peer_closed && read.is_ok() {
+            // close_notify: the server is done (it may wait for ours before closing TCP):
+            // to the core this is the end of the connection.
+            events.extend(self.unwinding(|c| c.receive_data(b"")));
+        }
+        if let Err(e) = upgraded {
+            return Err(to_py(py, e));
+        }
+        if let Err(e) = read {
+            events.extend(self.conn.abort(&format!("TLS: {}", e.message)));
+            return self.tls_failed(py, events, e);
+        }
         events_to_py(py, events)
+    }
+
+    /// The events of a connection ended by a TLS error, with that error (a typed
+    /// `fastsmtp` TLS exception) as Closed's `error`.
+    fn tls_failed<'py>(
+        &mut self,
+        py: Python<'py>,
+        events: Vec<Event<PyTag>>,
+        e: TlsError,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let error = tls_to_py(py, e).into_value(py).into_any();
+        let converted = events
+            .into_iter()
+            .map(|event| match event {
+                Event::Closed { reason, reply, .. } => Py::new(
+                    py,
+                    PyClosed {
+                        reason,
+                        reply,
+                        error: Some(error.clone_ref(py)),
+                    },
+                )
+                .map(Py::into_any),
+                other => event_to_py(py, other),
+            })
+            .collect::<PyResult<Vec<_>>>()?;
+        PyList::new(py, converted)
     }
 
     fn queue(
@@ -698,6 +839,7 @@ impl PyClientConnection {
             conn,
             started: Instant::now(),
             last_read: 0.0,
+            tls: None,
         })
     }
 
@@ -709,26 +851,31 @@ impl PyClientConnection {
         py: Python<'py>,
         data: &[u8],
     ) -> PyResult<(Bound<'py, PyList>, Bound<'py, PyBytes>)> {
-        let now = self.now();
-        self.last_read = now;
-        let events = self.guarded(py, |c| c.receive_data(data))?;
-        let out = self
-            .conn
-            .take_data_to_send(now, |bytes| PyBytes::new(py, bytes));
+        self.last_read = self.now();
+        let events = self.receive(py, data)?;
+        let out = self.take_output(py);
         Ok((events, out))
     }
 
-    /// Feed bytes read from the server; the events they complete, in order.
+    /// Feed bytes read from the server (ciphertext once TLS is on); the events they
+    /// complete, in order.
     fn receive_data<'py>(&mut self, py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, PyList>> {
         if data.is_empty() {
             return Ok(PyList::empty(py)); // EOF is eof(), not empty data
         }
         self.last_read = self.now();
-        self.guarded(py, |c| c.receive_data(data))
+        self.receive(py, data)
     }
 
-    /// The server closed the connection.
+    /// The server closed the connection. With TLS, a stream cut inside a record or the
+    /// handshake ends it with that TLS error.
     fn eof<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        if let Some(tls) = &mut self.tls {
+            if let Err(e) = tls.session.eof() {
+                let events = self.conn.abort(&format!("TLS: {}", e.message));
+                return self.tls_failed(py, events, e);
+            }
+        }
         self.guarded(py, |c| c.receive_data(b""))
     }
 
@@ -753,16 +900,94 @@ impl PyClientConnection {
     }
 
     /// The next bytes to write (everything framed, or at least `DATA_PIECE` octets of
-    /// it when a large body is queued), counted as sent now (for reply deadlines).
+    /// it when a large body is queued; ciphertext once TLS is on), counted as sent now
+    /// (for reply deadlines).
     fn data_to_send<'py>(&mut self, py: Python<'py>) -> Bound<'py, PyBytes> {
-        let now = self.now();
-        self.conn
-            .take_data_to_send(now, |bytes| PyBytes::new(py, bytes))
+        self.take_output(py)
     }
 
     #[getter]
     fn has_data_to_send(&self) -> bool {
-        self.conn.has_data_to_send()
+        self.conn.has_data_to_send() || self.tls.as_ref().is_some_and(|t| t.session.wants_write())
+    }
+
+    /// Run the connection over TLS from now on: at once for implicit TLS (before the
+    /// greeting), or after the StartTlsReady event for STARTTLS (the core has discarded
+    /// whatever the server sent after its 220). The handshake goes through `feed` and
+    /// `data_to_send` like everything else; when it completes after STARTTLS, EHLO is sent
+    /// again and a Ready event follows. A TLS failure ends the connection, with the typed
+    /// TLS exception as Closed's `error`.
+    fn start_tls(
+        &mut self,
+        py: Python<'_>,
+        config: &PyTlsConfig,
+        server_name: &str,
+    ) -> PyResult<()> {
+        if self.tls.is_some() {
+            return Err(new_error(
+                py,
+                "LocalProtocolError",
+                "TLS is already on",
+                &[],
+            ));
+        }
+        let starttls = match self.conn.state() {
+            State::TlsHandshake => true,
+            State::Greeting if self.conn.bytes_sent() == 0 => false,
+            other => {
+                let message = format!(
+                    "start_tls() needs a new connection or a STARTTLS go-ahead, not {other:?}"
+                );
+                return Err(new_error(py, "LocalProtocolError", &message, &[]));
+            }
+        };
+        let session =
+            TlsSession::new(config.config(), server_name).map_err(|e| tls_to_py(py, e))?;
+        self.tls = Some(Tls {
+            session,
+            starttls,
+            established: false,
+            plain: Vec::new(),
+        });
+        Ok(())
+    }
+
+    /// End TLS politely: the close_notify alert to write before closing the socket
+    /// (b"" without TLS).
+    fn close_tls<'py>(&mut self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        let mut out = Vec::new();
+        if let Some(tls) = &mut self.tls {
+            tls.session.close();
+            tls.session.take_tls(&mut out);
+        }
+        PyBytes::new(py, &out)
+    }
+
+    /// The negotiated TLS version ("TLSv1.3"...), None without TLS or before the handshake.
+    #[getter]
+    fn tls_version(&self) -> Option<&'static str> {
+        self.tls
+            .as_ref()
+            .and_then(|t| t.session.protocol_version())
+            .map(|v| v.as_str())
+    }
+
+    /// True if the TLS handshake resumed an earlier session.
+    #[getter]
+    fn tls_resumed(&self) -> bool {
+        self.tls.as_ref().is_some_and(|t| t.session.resumed())
+    }
+
+    /// The server's certificate chain (DER, leaf first) once the TLS handshake is done.
+    #[getter]
+    fn peer_certificates<'py>(&self, py: Python<'py>) -> Vec<Bound<'py, PyBytes>> {
+        self.tls.as_ref().map_or_else(Vec::new, |t| {
+            t.session
+                .peer_certificates()
+                .iter()
+                .map(|c| PyBytes::new(py, c.as_ref()))
+                .collect()
+        })
     }
 
     /// The command whose reply is awaited longest and for how many seconds, or None.
