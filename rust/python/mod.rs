@@ -5,6 +5,7 @@
 use pyo3::prelude::*;
 
 mod clock;
+mod bounce;
 mod dkim;
 pub(crate) mod errors;
 mod mime;
@@ -18,5 +19,6 @@ fn _fastsmtp(m: &Bound<'_, PyModule>) -> PyResult<()> {
     dkim::register(m)?;
     protocol::register(m)?;
     tls::register(m)?;
+    bounce::register(m)?;
     Ok(())
 }
