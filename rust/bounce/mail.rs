@@ -122,13 +122,14 @@ pub fn unfold(s: &str) -> String {
     out
 }
 
-/// The addresses of an address header value.
+/// The addresses of an address header value (only real ones: "Undisclosed Recipients"
+/// parses as a display name without an address).
 pub fn addresses(a: Option<&Address<'_>>) -> Vec<String> {
     a.map(|a| {
         a.iter()
             .filter_map(|x| x.address.as_deref())
             .map(str::trim)
-            .filter(|x| !x.is_empty())
+            .filter(|x| x.contains('@'))
             .map(str::to_owned)
             .collect()
     })

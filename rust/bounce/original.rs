@@ -40,6 +40,7 @@ const COPY_MARKERS: &[&str] = &[
     "--- below this line is a copy of the message", // qmail
     "------ this is a copy of the message",         // Exim
     "----- original message -----",
+    "----- original message follows",
     "original message headers", // Microsoft
     "----- message header follows -----",
     "------ original message",
