@@ -20,12 +20,14 @@ samples from a fresh run (the benchmark and the corpus use them).
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
 import shutil
 import smtplib
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +36,7 @@ import pytest
 
 import fastsmtp
 from fastsmtp.bounces import make_verp_address, parse_bounce
-from tests.peers.aiosmtpd_server import CaptureServer, CapturedMessage
+from tests.peers.aiosmtpd_server import CapturedMessage, CaptureServer
 from tests.peers.postfix import POSTFIX, PostfixInstance, claim_dir, scratch_root
 
 SECRET = b"fastsmtp-postfix-bounce-test"
@@ -64,16 +66,15 @@ class BounceLoop:
 
     def bounce_to(self, address: str, timeout: float = 30.0) -> CapturedMessage:
         """The first report delivered to ``address`` (waits for it)."""
-        import time
-
         deadline = time.monotonic() + timeout
         while True:
             for m in self.intake.messages:
                 if any(r.lower() == address.lower() for r in m.rcpt_tos):
                     return m
             if time.monotonic() > deadline:
-                raise TimeoutError(f"no report for {address} after {timeout}s\n"
-                                   f"{self.postfix.log_text()[-3000:]}")
+                raise TimeoutError(
+                    f"no report for {address} after {timeout}s\n{self.postfix.log_text()[-3000:]}"
+                )
             time.sleep(0.02)
 
 
@@ -248,9 +249,7 @@ def test_remote_refusals_carry_the_remote_reply(loop: BounceLoop) -> None:
     }
     for index, rcpt_addr in enumerate(cases):
         with smtplib.SMTP("127.0.0.1", loop.postfix.port) as smtp:
-            smtp.sendmail(
-                verp(7004, index), [rcpt_addr], b"Subject: hi\r\n\r\nHello\r\n"
-            )
+            smtp.sendmail(verp(7004, index), [rcpt_addr], b"Subject: hi\r\n\r\nHello\r\n")
     for index, (rcpt_addr, (status, code, category, permanent)) in enumerate(cases.items()):
         report = parse_bounce(loop.bounce_to(verp(7004, index)).content, SECRET)
         assert report.kind == "dsn"
@@ -289,8 +288,6 @@ def test_postfix_delay_notification(loop: BounceLoop) -> None:
 
 def _write_corpus() -> None:
     """Regenerate tests/bounces/postfix-*.eml from a fresh Postfix run."""
-    import asyncio
-
     bounce_loop, tables = start_loop()
     try:
         asyncio.run(_send_verp(bounce_loop.postfix.port, 9001, ["nobody@example.org"]))

@@ -658,7 +658,7 @@ class BounceRecipient:
         """Original-Recipient (the ORCPT the sender gave)."""
     @property
     def action(self) -> str | None:
-        """"failed", "delayed", "delivered", "relayed" or "expanded" (lower-cased)."""
+        """ "failed", "delayed", "delivered", "relayed" or "expanded" (lower-cased)."""
     @property
     def status(self) -> str | None:
         """RFC 3463 status such as "5.1.1"."""
@@ -725,7 +725,7 @@ class BounceReport:
 
     @property
     def kind(self) -> str:
-        """"dsn", "arf", "bounce", "auto_reply" or "unknown"."""
+        """ "dsn", "arf", "bounce", "auto_reply" or "unknown"."""
     @property
     def subject(self) -> str | None:
         """The report's own Subject."""
@@ -798,5 +798,5 @@ def parse_verp_address(secret: bytes, address: str) -> tuple[int, int] | None:
     None if it is forged or not VERP (see verp_address_status)."""
 
 def verp_address_status(secret: bytes, address: str) -> str:
-    """"valid", "forged" (a token of the right shape whose signature fails) or
+    """ "valid", "forged" (a token of the right shape whose signature fails) or
     "not_verp"."""
