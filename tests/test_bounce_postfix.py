@@ -61,9 +61,6 @@ class BounceLoop:
     intake: CaptureServer
     remote: CaptureServer
 
-    def wait_bounces(self, count: int, timeout: float = 30.0) -> list[CapturedMessage]:
-        return self.intake.wait_for(count, timeout=timeout)
-
     def bounce_to(self, address: str, timeout: float = 30.0) -> CapturedMessage:
         """The first report delivered to ``address`` (waits for it)."""
         deadline = time.monotonic() + timeout
