@@ -503,7 +503,9 @@ fn text_permanence(text: &str) -> Option<bool> {
     }
 }
 
-fn floor_char_boundary(s: &str, at: usize) -> usize {
+/// The largest char boundary of `s` at or before `at` (`str::floor_char_boundary` is newer
+/// than the crate's minimum Rust).
+pub(crate) fn floor_char_boundary(s: &str, at: usize) -> usize {
     if at >= s.len() {
         return s.len();
     }

@@ -84,20 +84,52 @@ pub fn parse_bounce(raw: &[u8], options: &ParseOptions<'_>) -> BounceReport {
 fn read_message(msg: &Message<'_>, report: &mut BounceReport) {
     report.subject = msg.subject().map(mail::unfold).filter(|s| !s.is_empty());
     report.from = mail::first_address(msg.from());
+    let parts = read_parts(msg, report);
+    if parts.is_arf {
+        report.kind = ReportKind::Arf;
+        // Redacted complaints name no recipient: the returned copy's To is the complainer.
+        if report.recipients.is_empty() {
+            for to in report.original.to.clone() {
+                report.recipients.push(complaint_from_original(to));
+            }
+        }
+    } else if parts.dsn_recipients > 0 {
+        report.kind = ReportKind::Dsn;
+    } else {
+        // No standard report part (or an empty one): heuristics on headers and text.
+        let text = match parts.human_part {
+            Some(i) => mail::part_text(&msg.parts[i]),
+            None => msg.body_text(0).unwrap_or_default(),
+        };
+        read_plain(msg, &text, report);
+    }
+}
 
-    let mut dsn_recipients = 0;
-    let mut is_arf = false;
-    let mut human_text: Option<String> = None;
-    // Only this message's own parts: a forwarded report inside a message/rfc822 part is
-    // the returned original, not a report about our mail.
-    for part in &msg.parts {
+/// What the report parts of a message held.
+struct Parts {
+    dsn_recipients: usize,
+    is_arf: bool,
+    /// Index of the first text/plain part: the human-readable notice.
+    human_part: Option<usize>,
+}
+
+/// Read the message's own parts into `report`: delivery-status and feedback-report fields,
+/// and the returned original. Only this message's parts: a report inside a message/rfc822
+/// part is the returned original, not a report about our mail.
+fn read_parts(msg: &Message<'_>, report: &mut BounceReport) -> Parts {
+    let mut parts = Parts {
+        dsn_recipients: 0,
+        is_arf: false,
+        human_part: None,
+    };
+    for (index, part) in msg.parts.iter().enumerate() {
         let ctype = mail::content_type(part);
         match ctype.as_str() {
             "message/delivery-status" | "message/global-delivery-status" => {
-                dsn_recipients += dsn::read_delivery_status(&mail::part_text(part), report);
+                parts.dsn_recipients += dsn::read_delivery_status(&mail::part_text(part), report);
             }
             "message/feedback-report" => {
-                is_arf |= arf::read_feedback_report(&mail::part_text(part), report);
+                parts.is_arf |= arf::read_feedback_report(&mail::part_text(part), report);
             }
             "text/rfc822-headers" | "message/global-headers" if report.original.is_empty() => {
                 report.original = original::from_header_text(&mail::part_text(part));
@@ -108,33 +140,19 @@ fn read_message(msg: &Message<'_>, report: &mut BounceReport) {
             PartType::Message(inner) if report.original.is_empty() => {
                 report.original = original::from_message(inner);
             }
-            PartType::Text(t) if human_text.is_none() && ctype == "text/plain" => {
-                human_text = Some(t.to_string());
+            PartType::Text(_) if parts.human_part.is_none() && ctype == "text/plain" => {
+                parts.human_part = Some(index);
             }
             _ => {}
         }
     }
-    if is_arf {
-        report.kind = ReportKind::Arf;
-        // Redacted complaints name no recipient: the returned copy's To is the complainer.
-        if report.recipients.is_empty() {
-            for to in report.original.to.clone() {
-                report.recipients.push(complaint_from_original(to));
-            }
-        }
-        return;
-    }
-    if dsn_recipients > 0 {
-        report.kind = ReportKind::Dsn;
-        return;
-    }
+    parts
+}
 
-    // No standard report part (or an empty one): heuristics on headers and text.
-    let text = human_text
-        .or_else(|| msg.body_text(0).map(|t| t.into_owned()))
-        .unwrap_or_default();
+/// A message without report parts: a non-standard bounce, an auto-reply, or neither.
+fn read_plain(msg: &Message<'_>, text: &str, report: &mut BounceReport) {
     if report.original.is_empty() {
-        report.original = original::from_bounce_text(&text);
+        report.original = original::from_bounce_text(text);
     }
     let failed_header: Vec<String> = mail::raw_headers(msg, "X-Failed-Recipients")
         .flat_map(|v| v.split(','))
@@ -151,8 +169,9 @@ fn read_message(msg: &Message<'_>, report: &mut BounceReport) {
         !failed_header.is_empty(),
     ) || mail::content_type(msg.root_part()) == "multipart/report";
     let auto_reply = autoreply::is_auto_reply(msg);
-    let failure_text = plain::failure_text(&text);
-    if !(bounce_headers || (failure_text && !auto_reply)) {
+    // Mailer-daemon headers decide; failure words alone only when nothing says auto-reply
+    // (a vacation notice may well say "could not be delivered to me in person").
+    if !(bounce_headers || (plain::failure_text(text) && !auto_reply)) {
         if auto_reply {
             report.kind = ReportKind::AutoReply;
         }
@@ -161,8 +180,8 @@ fn read_message(msg: &Message<'_>, report: &mut BounceReport) {
     report.kind = ReportKind::Bounce;
     let mut own: Vec<String> = mail::addresses(msg.to());
     own.extend(report.from.clone());
-    let delayed = plain::is_delay_notice(report.subject.as_deref(), &text);
-    for found in plain::failed_recipients(&text, &failed_header, &own) {
+    let delayed = plain::is_delay_notice(report.subject.as_deref(), text);
+    for found in plain::failed_recipients(text, &failed_header, &own) {
         let mut class = classify(None, None, &found.diagnostic);
         if delayed {
             class.permanent = false;

@@ -13,6 +13,7 @@
 //! Nothing after the copy of the original message (see [`super::original::copy_start`]) is
 //! read: the original's own addresses are not failures.
 
+use super::classify::floor_char_boundary;
 use super::original::copy_start;
 
 /// Longest bounce text read (a human-readable notice is a few KB; the rest is the copy).
@@ -105,7 +106,7 @@ fn recipient_line_rest(rest: &str) -> bool {
 /// even when the text does not mention them; `own` are addresses never to report (the
 /// bounce's own From and To).
 pub fn failed_recipients(text: &str, failed_header: &[String], own: &[String]) -> Vec<Found> {
-    let text = &text[..floor_boundary(text, MAX_TEXT)];
+    let text = &text[..floor_char_boundary(text, MAX_TEXT)];
     let text = &text[..copy_start(text).unwrap_or(text.len())];
     let lines: Vec<&str> = text.lines().map(str::trim_end).collect();
     let skip = |a: &str| is_system_address(a) || own.iter().any(|o| o.eq_ignore_ascii_case(a));
@@ -231,7 +232,7 @@ fn push_line(diagnostic: &mut String, line: &str) {
         diagnostic.push(' ');
     }
     let room = MAX_DIAGNOSTIC - diagnostic.len();
-    diagnostic.push_str(&line[..floor_boundary(line, room)]);
+    diagnostic.push_str(&line[..floor_char_boundary(line, room)]);
 }
 
 /// Add or update an address (case-insensitively): keep the diagnostic with an SMTP code,
@@ -305,17 +306,6 @@ fn global_diagnostic(lines: &[&str]) -> String {
     String::new()
 }
 
-fn floor_boundary(s: &str, at: usize) -> usize {
-    if at >= s.len() {
-        return s.len();
-    }
-    let mut i = at;
-    while !s.is_char_boundary(i) {
-        i -= 1;
-    }
-    i
-}
-
 /// Subjects that mailer daemons give their bounces (lower case, matched as substrings).
 const BOUNCE_SUBJECTS: &[&str] = &[
     "undelivered mail",
@@ -379,7 +369,7 @@ pub fn is_delay_notice(subject: Option<&str>, text: &str) -> bool {
     if s.contains("delay") || s.contains("still being retried") || s.contains("warning") {
         return true;
     }
-    let head = &text[..floor_boundary(text, 4096)];
+    let head = &text[..floor_char_boundary(text, 4096)];
     let t = head.to_ascii_lowercase();
     [
         "will continue to try",
@@ -395,7 +385,7 @@ pub fn is_delay_notice(subject: Option<&str>, text: &str) -> bool {
 
 /// Words in a text that say delivery failed (used when the headers do not say bounce).
 pub fn failure_text(text: &str) -> bool {
-    let head = &text[..floor_boundary(text, 8192)];
+    let head = &text[..floor_char_boundary(text, 8192)];
     let t = head.to_ascii_lowercase();
     [
         "could not be delivered",
