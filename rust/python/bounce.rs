@@ -4,8 +4,11 @@
 //!
 //! The report is converted to Python values once, when it is made: the classes hold only
 //! Python-ready fields, and sequences are tuples (the classes are frozen). Parsing runs with
-//! the GIL released. Any bytes give a report (kind "unknown" when nothing is recognisable);
-//! only a `raw` that is not bytes raises `InvalidMessage`.
+//! the GIL released. Any bytes give a report (kind "unknown" when nothing is recognisable,
+//! and also if the parser panicked, which would be a bug); only a `raw` that is not bytes
+//! raises `InvalidMessage`.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyTuple};
@@ -201,6 +204,12 @@ fn report(py: Python<'_>, r: BounceReport) -> PyResult<PyBounceReport> {
     })
 }
 
+/// `parse_bounce`, with a panic (a bug: the parser is fuzzed never to panic) turned into an
+/// "unknown" report rather than a Python exception: the promise is a report for any bytes.
+fn parse_guarded(raw: &[u8], options: &ParseOptions<'_>) -> BounceReport {
+    catch_unwind(AssertUnwindSafe(|| bounce::parse_bounce(raw, options))).unwrap_or_default()
+}
+
 /// Parse an inbound bounce, DSN, complaint or auto-reply.
 #[pyfunction]
 #[pyo3(signature = (raw, verp_secret = None, *, envelope_recipient = None))]
@@ -216,10 +225,10 @@ fn parse_bounce(
     };
     let parsed = if let Ok(b) = raw.cast::<PyBytes>() {
         let bytes = b.as_bytes();
-        py.detach(|| bounce::parse_bounce(bytes, &options))
+        py.detach(|| parse_guarded(bytes, &options))
     } else if let Ok(b) = raw.cast::<PyByteArray>() {
         let bytes = b.to_vec();
-        py.detach(|| bounce::parse_bounce(&bytes, &options))
+        py.detach(|| parse_guarded(&bytes, &options))
     } else {
         let type_name = raw.get_type().name()?;
         return Err(new_error(
