@@ -4,8 +4,8 @@
 
 use pyo3::prelude::*;
 
-mod clock;
 mod bounce;
+mod clock;
 mod dkim;
 pub(crate) mod errors;
 mod mime;
