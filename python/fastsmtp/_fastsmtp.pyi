@@ -15,6 +15,8 @@ __all__ = [
     "Accepted",
     "AuthFailed",
     "AuthSucceeded",
+    "BounceRecipient",
+    "BounceReport",
     "BuiltMessage",
     "Capabilities",
     "ClientConnection",
@@ -22,6 +24,7 @@ __all__ = [
     "CommandFailed",
     "DKIMSigner",
     "Event",
+    "FeedbackReport",
     "MessageSpec",
     "NoopReplied",
     "RawMessage",
@@ -37,7 +40,11 @@ __all__ = [
     "build_message",
     "check_address",
     "dot_stuff",
+    "make_verp_address",
+    "parse_bounce",
     "parse_replies",
+    "parse_verp_address",
+    "verp_address_status",
 ]
 
 # --------------------------------------------------------------------------------------------
@@ -653,3 +660,163 @@ class TlsSession:
     @property
     def peer_certificates(self) -> list[bytes]:
         """The server's certificate chain, leaf first, DER."""
+
+# --------------------------------------------------------------------------------------------
+# Bounces (rust/bounce, rust/python/bounce.rs)
+# --------------------------------------------------------------------------------------------
+
+@final
+class BounceRecipient:
+    """What a report says about one recipient."""
+
+    @property
+    def address(self) -> str | None:
+        """Final-Recipient (DSN), Original-Rcpt-To (complaint) or the address in a bounce's
+        text; None when the report names none."""
+    @property
+    def original_recipient(self) -> str | None:
+        """Original-Recipient (the ORCPT the sender gave)."""
+    @property
+    def action(self) -> str | None:
+        """ "failed", "delayed", "delivered", "relayed" or "expanded" (lower-cased)."""
+    @property
+    def status(self) -> str | None:
+        """RFC 3463 status such as "5.1.1"."""
+    @property
+    def reply_code(self) -> int | None:
+        """The SMTP reply code in the diagnostic, if any."""
+    @property
+    def diagnostic(self) -> str | None:
+        """Diagnostic-Code without its type, or the bounce text's words about it."""
+    @property
+    def diagnostic_type(self) -> str | None:
+        """The Diagnostic-Code type: "smtp", "x-postfix"..."""
+    @property
+    def remote_mta(self) -> str | None: ...
+    @property
+    def last_attempt_date(self) -> str | None: ...
+    @property
+    def will_retry_until(self) -> str | None: ...
+    @property
+    def category(self) -> str:
+        """bad_mailbox, inactive_mailbox, bad_domain, mailbox_full, message_too_large,
+        spam_block, content_rejected, policy, rate_limited, dns_failure, relay_denied,
+        bad_sender, network, expired, transient, complaint, delivered or other."""
+    @property
+    def permanent(self) -> bool:
+        """A hard failure: the recipient will keep refusing this mail (soft: full mailbox,
+        rate limits, DNS/network trouble, delays, expiry)."""
+
+@final
+class FeedbackReport:
+    """The fields of an RFC 5965 message/feedback-report part."""
+
+    @property
+    def feedback_type(self) -> str:
+        """abuse, fraud, virus, other, not-spam, auth-failure... (lower-cased)."""
+    @property
+    def user_agent(self) -> str | None: ...
+    @property
+    def version(self) -> str | None: ...
+    @property
+    def original_mail_from(self) -> str | None: ...
+    @property
+    def original_rcpt_to(self) -> tuple[str, ...]: ...
+    @property
+    def arrival_date(self) -> str | None: ...
+    @property
+    def reporting_mta(self) -> str | None: ...
+    @property
+    def source_ip(self) -> str | None: ...
+    @property
+    def reported_domain(self) -> tuple[str, ...]: ...
+    @property
+    def reported_uri(self) -> tuple[str, ...]: ...
+    @property
+    def authentication_results(self) -> str | None: ...
+    @property
+    def original_envelope_id(self) -> str | None: ...
+    @property
+    def incidents(self) -> int | None: ...
+
+@final
+class BounceReport:
+    """Everything parse_bounce found in one message."""
+
+    @property
+    def kind(self) -> str:
+        """ "dsn", "arf", "bounce", "auto_reply" or "unknown"."""
+    @property
+    def subject(self) -> str | None:
+        """The report's own Subject."""
+    @property
+    def report_from(self) -> str | None:
+        """The report's own From address."""
+    @property
+    def reporting_mta(self) -> str | None: ...
+    @property
+    def envelope_id(self) -> str | None:
+        """Original-Envelope-Id (the ENVID given at MAIL FROM)."""
+    @property
+    def arrival_date(self) -> str | None: ...
+    @property
+    def original_sender(self) -> str | None:
+        """The original envelope sender where the report names it (X-Postfix-Sender,
+        Original-Mail-From)."""
+    @property
+    def recipients(self) -> tuple[BounceRecipient, ...]: ...
+    @property
+    def original_message_id(self) -> str | None:
+        """Message-ID of the returned original, without angle brackets."""
+    @property
+    def original_from(self) -> str | None: ...
+    @property
+    def original_to(self) -> tuple[str, ...]: ...
+    @property
+    def original_subject(self) -> str | None: ...
+    @property
+    def original_return_path(self) -> str | None: ...
+    @property
+    def feedback(self) -> FeedbackReport | None:
+        """The feedback report (kind "arf" only)."""
+    @property
+    def feedback_type(self) -> str | None:
+        """Shortcut for feedback.feedback_type."""
+    @property
+    def verp_status(self) -> str | None:
+        """None without a verp_secret or without any candidate address; else "valid",
+        "forged" (a token whose signature fails) or "not_verp"."""
+    @property
+    def verp_address(self) -> str | None:
+        """The address whose token decided verp_status (valid or forged)."""
+    @property
+    def verp_job(self) -> int | None: ...
+    @property
+    def verp_recipient(self) -> int | None: ...
+
+def parse_bounce(
+    raw: bytes | bytearray,
+    verp_secret: bytes | None = None,
+    *,
+    envelope_recipient: str | None = None,
+) -> BounceReport:
+    """Parse an inbound DSN (RFC 3464), complaint (RFC 5965), non-standard bounce or
+    auto-reply. Never fails on content (kind "unknown" when nothing is recognisable);
+    raises InvalidMessage if ``raw`` is not bytes. With ``verp_secret``, VERP tokens in
+    ``envelope_recipient``, the delivery headers, the original sender and Return-Path are
+    checked."""
+
+def make_verp_address(
+    secret: bytes, local_prefix: str, domain: str, job: int, recipient: int
+) -> str:
+    """``local_prefix+TOKEN@domain``: TOKEN is lower-case base32 of job and recipient (u64
+    each) with an 80-bit HMAC-SHA256 tag. Raises InvalidMessage (field "verp") for an empty
+    secret, a bad prefix or domain, or a local part over 64 octets."""
+
+def parse_verp_address(secret: bytes, address: str) -> tuple[int, int] | None:
+    """``(job, recipient)`` of a VERP address made with ``secret`` (case-insensitive);
+    None if it is forged or not VERP (see verp_address_status)."""
+
+def verp_address_status(secret: bytes, address: str) -> str:
+    """ "valid", "forged" (a token of the right shape whose signature fails) or
+    "not_verp"."""

@@ -4,6 +4,7 @@
 
 use pyo3::prelude::*;
 
+mod bounce;
 mod clock;
 mod dkim;
 pub(crate) mod errors;
@@ -18,5 +19,6 @@ fn _fastsmtp(m: &Bound<'_, PyModule>) -> PyResult<()> {
     dkim::register(m)?;
     protocol::register(m)?;
     tls::register(m)?;
+    bounce::register(m)?;
     Ok(())
 }
