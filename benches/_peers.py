@@ -66,13 +66,15 @@ POSTFIX_DISCARD_CONFIG = {
 
 
 @contextlib.contextmanager
-def bench_postfix() -> Iterator[tuple[int, object]]:
+def bench_postfix(pki: object | None = None) -> Iterator[tuple[int, object]]:
     """A private Postfix ``smtpd`` (tests/peers/postfix.py) on a free port that accepts and
-    discards all mail (its temp tree is on tmpfs when there is one). Yields
+    discards all mail (its temp tree is on tmpfs when there is one); with ``pki`` (a
+    tests.peers.certs.TestPKI) it offers STARTTLS with that certificate. Yields
     (port, instance)."""
     from tests.peers.postfix import PostfixInstance
 
-    instance = PostfixInstance(extra_config=POSTFIX_DISCARD_CONFIG, smtputf8=False)
+    tls: dict[str, object] = {} if pki is None else {"tls": "may", "pki": pki}
+    instance = PostfixInstance(extra_config=POSTFIX_DISCARD_CONFIG, smtputf8=False, **tls)
     instance.start()
     try:
         yield instance.port, instance

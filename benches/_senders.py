@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import email.policy
 import email.utils
 import json
 import resource
+import ssl
 import sys
 import time
 from collections.abc import Callable
@@ -31,6 +33,20 @@ SENDER_NAME = "Bench"
 SENDER_ADDRESS = "bench@example.com"
 RUN_TIMEOUT = 600.0
 """No single run may take longer than this (seconds)."""
+
+
+@dataclasses.dataclass
+class TlsSetting:
+    """How every sender of this run reaches the server (``--tls``, ``--cafile``)."""
+
+    mode: str = "none"  # "none", "implicit" (TLS from the first byte) or "starttls"
+    cafile: str | None = None
+
+    def context(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=self.cafile)
+
+
+TLS = TlsSetting()
 
 GREETING = "Dear {name},\n\nyour code is {code}.\n\n"
 FILLER_LINE = "The quick brown fox jumps over the lazy dog; pack my box with five dozen jugs."
@@ -130,10 +146,13 @@ async def run_fastsmtp(
     template, message_size = fastsmtp_template(size)
     recipients = (recipient(i) for i in range(messages))
     started, cpu_started = time.perf_counter(), time.process_time()
+    tls_options: dict[str, Any] = {"tls": TLS.mode}
+    if TLS.mode != "none":
+        tls_options["ssl_context"] = TLS.context()
     async with Engine(
         HOST,
         port,
-        tls="none",
+        **tls_options,
         connections=connections,
         # Like smtp-source -d: one session per connection for the whole run.
         max_messages_per_connection=10**9,
@@ -181,9 +200,15 @@ async def run_aiosmtplib(
     body_filler = python_filler_for(size)
     accepted = 0
 
+    tls_options: dict[str, Any] = {"start_tls": False}
+    if TLS.mode == "implicit":
+        tls_options = {"use_tls": True, "tls_context": TLS.context()}
+    elif TLS.mode == "starttls":
+        tls_options = {"start_tls": True, "tls_context": TLS.context()}
+
     async def client(slot: int) -> None:
         nonlocal accepted
-        smtp = aiosmtplib.SMTP(hostname=HOST, port=port, start_tls=False, timeout=60)
+        smtp = aiosmtplib.SMTP(hostname=HOST, port=port, timeout=60, **tls_options)
         await smtp.connect()
         try:
             for i in range(slot, messages, connections):
@@ -225,8 +250,12 @@ class PreFramed(asyncio.Protocol):
     transaction after transaction, with at most ``window`` unanswered.
     """
 
-    def __init__(self, mode: str, messages: int, body: bytes, window: int = 256) -> None:
+    def __init__(
+        self, mode: str, messages: int, body: bytes, window: int = 256, *, greeted: bool = False
+    ) -> None:
         self.mode = mode
+        self.greeted = greeted
+        """The greeting (and STARTTLS) already happened: start with EHLO."""
         self.messages = messages
         self.window = window
         envelope = f"MAIL FROM:<{SENDER_ADDRESS}>\r\nRCPT TO:<user@example.org>\r\n".encode()
@@ -250,6 +279,8 @@ class PreFramed(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses: no isinstance check.
         self.transport = cast(asyncio.Transport, transport)
+        if self.greeted:
+            self.transport.write(b"EHLO bench.example.com\r\n")
 
     def data_received(self, data: bytes) -> None:
         assert self.transport is not None
@@ -306,6 +337,31 @@ class PreFramed(asyncio.Protocol):
             self.done.set_result(None)
 
 
+async def starttls_session(protocol: PreFramed) -> None:
+    """Greeting, EHLO and STARTTLS over a stream, then the TLS session handed to
+    ``protocol`` (which starts with EHLO)."""
+    reader, writer = await asyncio.open_connection(HOST, PORT_FOR_STARTTLS[0])
+
+    async def reply() -> bytes:
+        while True:
+            line = await reader.readline()
+            if line[3:4] != b"-":
+                return line
+
+    await reply()
+    writer.write(b"EHLO bench.example.com\r\nSTARTTLS\r\n")
+    await reply()
+    if not (await reply()).startswith(b"220"):
+        raise RuntimeError("STARTTLS refused")
+    await writer.start_tls(TLS.context(), server_hostname=HOST)
+    transport = writer.transport
+    transport.set_protocol(protocol)
+    protocol.connection_made(transport)
+
+
+PORT_FOR_STARTTLS = [0]
+
+
 async def run_ceiling(
     port: int, connections: int, messages: int, size: int, mode: str
 ) -> dict[str, Any]:
@@ -315,11 +371,19 @@ async def run_ceiling(
     started, cpu_started = time.perf_counter(), time.process_time()
     protocols: list[PreFramed] = []
     for share in shares:
-        _, protocol = await loop.create_connection(
-            lambda n=share: PreFramed(mode, n, body),  # type: ignore[misc]
-            HOST,
-            port,
-        )
+        if TLS.mode == "starttls":
+            PORT_FOR_STARTTLS[0] = port
+            protocol = PreFramed(mode, share, body, greeted=True)
+            await starttls_session(protocol)
+        else:
+            context = TLS.context() if TLS.mode == "implicit" else None
+            _, protocol = await loop.create_connection(
+                lambda n=share: PreFramed(mode, n, body),  # type: ignore[misc]
+                HOST,
+                port,
+                ssl=context,
+                server_hostname=HOST if context else None,
+            )
         protocols.append(protocol)
     await asyncio.wait_for(asyncio.gather(*(p.done for p in protocols)), RUN_TIMEOUT)
     # Every message got its 250 after the end of data (plus MAIL, RCPT and QUIT... 221).
@@ -355,7 +419,12 @@ def main(argv: list[str] | None = None) -> int:
         metavar="NAME=INT",
         help="fastsmtp only: an Engine option, or chunk_size for send_batch (repeatable)",
     )
+    parser.add_argument(
+        "--tls", choices=("none", "implicit", "starttls"), default="none", help="TLS mode"
+    )
+    parser.add_argument("--cafile", help="the CA that signed the server's certificate")
     args = parser.parse_args(argv)
+    TLS.mode, TLS.cafile = args.tls, args.cafile
     runner = RUNNERS[args.kind]
     work = (args.port, args.connections, args.messages, args.size)
     if args.option:

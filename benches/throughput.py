@@ -34,6 +34,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -71,6 +72,7 @@ class Scenario:
     connections: tuple[int, ...]
     messages: dict[str, int]  # per sender; a sender not listed is not run
     ceiling: str = "ceiling"  # which _senders.py kind is the ceiling here
+    tls: str = "none"  # how the Python senders reach the server: none, implicit, starttls
 
     @property
     def size(self) -> int:
@@ -122,6 +124,31 @@ def scenarios(quick: bool) -> list[Scenario]:
             },
             ceiling="ceiling-bdat",
         ),
+        Scenario(
+            "1KB implicit TLS (stunnel4 -> smtp-sink)",
+            "stunnel",
+            1000,
+            (4, 16),
+            {
+                "fastsmtp": n(50_000),
+                "aiosmtplib": n(3_000) * (3 if quick else 1),
+                "ceiling": n(50_000),
+            },
+            tls="implicit",
+        ),
+        Scenario(
+            "1KB Postfix STARTTLS (CHUNKING, discard)",
+            "postfix-tls",
+            1000,
+            (16,),
+            {
+                "fastsmtp": n(20_000),
+                "aiosmtplib": n(2_000) * (3 if quick else 1),
+                "ceiling": n(20_000),
+            },
+            ceiling="ceiling-bdat",
+            tls="starttls",
+        ),
     ]
 
 
@@ -159,8 +186,11 @@ class Run:
         return self.server_cpu / max(self.accepted, 1) * 1e6
 
 
-def run_python_sender(kind: str, port: int, connections: int, messages: int, size: int) -> dict:
+def run_python_sender(
+    kind: str, port: int, connections: int, messages: int, size: int, tls: tuple[str, str | None]
+) -> dict:
     """One _senders.py run in a fresh interpreter; its last stdout line is JSON."""
+    mode, cafile = tls
     cmd = [
         sys.executable,
         str(SENDER_SCRIPT),
@@ -173,6 +203,9 @@ def run_python_sender(kind: str, port: int, connections: int, messages: int, siz
         str(messages),
         "--size",
         str(size),
+        "--tls",
+        mode,
+        *(["--cafile", cafile] if cafile else []),
     ]
     proc = subprocess.run(
         cmd, capture_output=True, text=True, timeout=RUN_TIMEOUT, check=False, cwd=ROOT
@@ -187,7 +220,13 @@ def run_python_sender(kind: str, port: int, connections: int, messages: int, siz
 
 
 def measure(
-    scenario: Scenario, sender: str, connections: int, port: int, round_: int, cpu_of: Any
+    scenario: Scenario,
+    sender: str,
+    connections: int,
+    port: int,
+    round_: int,
+    cpu_of: Any,
+    cafile: str | None = None,
 ) -> Run:
     messages = scenario.messages[sender]
     server_before = cpu_of()
@@ -205,7 +244,8 @@ def measure(
             }
         else:
             kind = scenario.ceiling if sender == "ceiling" else sender
-            data = run_python_sender(kind, port, connections, messages, scenario.size)
+            tls = (scenario.tls, cafile if scenario.tls != "none" else None)
+            data = run_python_sender(kind, port, connections, messages, scenario.size, tls)
     except (RuntimeError, subprocess.TimeoutExpired, json.JSONDecodeError) as e:
         return Run(scenario.name, sender, connections, round_, messages, 0, 0, 0, 0, 0,
                    error=str(e)[-1500:])  # fmt: skip
@@ -323,13 +363,47 @@ def table(cells: list[Cell], plan: list[Scenario]) -> str:
 
 
 def targets(cells: list[Cell], plan: list[Scenario]) -> list[dict[str, Any]]:
-    """The issue's targets, judged on the 1 KB smtp-sink scenario of this run."""
-    name = plan[0].name
+    """The issues' targets: on the 1 KB smtp-sink scenario of this run, and on the TLS
+    scenarios (against the plaintext one, the TLS ceiling and aiosmtplib over TLS)."""
     checks: list[dict[str, Any]] = []
 
-    def check(what: str, value: float | None, goal: float) -> None:
-        met = value is not None and value >= goal
-        checks.append({"target": what, "value": value, "goal": goal, "met": met})
+    def check(what: str, value: float | None, goal: float, at_most: bool = False) -> None:
+        met = value is not None and (value <= goal if at_most else value >= goal)
+        checks.append(
+            {"target": what, "value": value, "goal": goal, "met": met, "at_most": at_most}
+        )
+
+    plain_name = "1KB smtp-sink"
+    for scenario in plan:
+        if scenario.tls == "none":
+            continue
+        for connections in scenario.connections:
+            fast = lookup(cells, scenario.name, "fastsmtp", connections)
+            plain = lookup(cells, plain_name, "fastsmtp", connections)
+            aio = lookup(cells, scenario.name, "aiosmtplib", connections)
+            where = f"{scenario.name}, {connections} conns"
+            if fast is not None and plain is not None and scenario.server == "stunnel":
+                check(
+                    f"fastsmtp CPU/msg over TLS / plaintext ({where})",
+                    fast.cpu_us_per_msg / plain.cpu_us_per_msg,
+                    1.3,
+                    at_most=True,
+                )
+            check(
+                f"fastsmtp / TLS ceiling ({where})",
+                ratio(fast, lookup(cells, scenario.name, "ceiling", connections)),
+                0.8,
+            )
+            if fast is not None and aio is not None:
+                check(
+                    f"aiosmtplib CPU/msg / fastsmtp CPU/msg over TLS ({where})",
+                    aio.cpu_us_per_msg / fast.cpu_us_per_msg,
+                    10.0,
+                )
+                check(f"fastsmtp / aiosmtplib msg/s over TLS ({where})", ratio(fast, aio), 10.0)
+    if not plan or plan[0].name != plain_name:
+        return checks
+    name = plain_name
 
     check(
         "fastsmtp best / smtp-source best",
@@ -361,7 +435,8 @@ def targets_text(checks: list[dict[str, Any]]) -> str:
     lines = ["| target | value | goal | met |", "| --- | ---: | ---: | --- |"]
     for c in checks:
         value = "n/a" if c["value"] is None else f"{c['value']:.2f}"
-        lines.append(f"| {c['target']} | {value} | {c['goal']:g} | {'yes' if c['met'] else 'NO'} |")
+        goal = f"<= {c['goal']:g}" if c.get("at_most") else f">= {c['goal']:g}"
+        lines.append(f"| {c['target']} | {value} | {goal} | {'yes' if c['met'] else 'NO'} |")
     return "\n".join(lines)
 
 
@@ -427,15 +502,32 @@ def environment() -> dict[str, Any]:
 
 @contextlib.contextmanager
 def servers(plan: list[Scenario]) -> Iterator[dict[str, tuple[int, Any]]]:
-    """Start each server the plan needs; yields {server: (port, cpu_seconds callable)}."""
+    """Start each server the plan needs; yields {server: (port, cpu_seconds callable)} and,
+    under "pki", the test CA file the TLS scenarios trust."""
     with contextlib.ExitStack() as stack:
         found: dict[str, tuple[int, Any]] = {}
-        if any(s.server == "sink" for s in plan):
+        kinds = {s.server for s in plan}
+        pki = None
+        if kinds & {"stunnel", "postfix-tls"}:
+            from tests.peers.certs import make_test_ca
+
+            directory = stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-pki-"))
+            pki = make_test_ca(directory)
+            found["pki"] = (0, str(pki.ca_file))
+        if kinds & {"sink", "stunnel"}:
             sink = stack.enter_context(BenchSink())
             found["sink"] = (sink.port, sink.cpu_seconds)
-        if any(s.server == "postfix" for s in plan):
+            if "stunnel" in kinds:
+                from tests.peers.stunnel import Stunnel
+
+                tunnel = stack.enter_context(Stunnel(("127.0.0.1", sink.port), pki))
+                found["stunnel"] = (tunnel.port, sink.cpu_seconds)
+        if "postfix" in kinds:
             port, _ = stack.enter_context(bench_postfix())
             found["postfix"] = (port, lambda: None)
+        if "postfix-tls" in kinds:
+            port, _ = stack.enter_context(bench_postfix(pki))
+            found["postfix-tls"] = (port, lambda: None)
         yield found
 
 
@@ -484,6 +576,7 @@ def main(argv: list[str] | None = None) -> int:
     runs: list[Run] = []
     started = time.monotonic()
     with servers(plan) as ports:
+        cafile = ports["pki"][1] if "pki" in ports else None
         for round_ in range(1, args.rounds + 1):
             for scenario in plan:
                 port, cpu_of = ports[scenario.server]
@@ -491,7 +584,7 @@ def main(argv: list[str] | None = None) -> int:
                     for sender in senders:
                         if sender not in scenario.messages:
                             continue
-                        run = measure(scenario, sender, connections, port, round_, cpu_of)
+                        run = measure(scenario, sender, connections, port, round_, cpu_of, cafile)
                         runs.append(run)
                         status = f"ERROR {run.error}" if run.error else ""
                         print(
@@ -504,7 +597,7 @@ def main(argv: list[str] | None = None) -> int:
     env["wall_seconds"] = round(time.monotonic() - started, 1)
 
     cells = summarize(runs)
-    checks = targets(cells, plan) if plan and plan[0].name.startswith("1KB smtp-sink") else []
+    checks = targets(cells, plan)
     print()
     print(table(cells, plan))
     if checks:

@@ -583,6 +583,8 @@ struct Tls {
     established: bool,
     /// Plaintext out of the last read (reused).
     plain: Vec<u8>,
+    /// Ciphertext of the last write (reused).
+    out: Vec<u8>,
 }
 
 impl Tls {
@@ -726,10 +728,17 @@ impl PyClientConnection {
                 .conn
                 .take_data_to_send(now, |bytes| PyBytes::new(py, bytes)),
             Some(tls) => {
-                let mut out = Vec::new();
+                // One reused buffer: a read's records are sealed into it, then copied once
+                // into the bytes the caller writes.
+                let mut out = std::mem::take(&mut tls.out);
+                out.clear();
                 self.conn
                     .take_data_to_send(now, |plain| tls.seal(py, plain, &mut out));
-                PyBytes::new(py, &out)
+                let bytes = PyBytes::new(py, &out);
+                if let Some(tls) = &mut self.tls {
+                    tls.out = out;
+                }
+                bytes
             }
         }
     }
@@ -948,6 +957,7 @@ impl PyClientConnection {
             starttls,
             established: false,
             plain: Vec::new(),
+            out: Vec::new(),
         });
         Ok(())
     }
