@@ -66,7 +66,9 @@ POSTFIX_DISCARD_CONFIG = {
 
 
 @contextlib.contextmanager
-def bench_postfix(pki: object | None = None) -> Iterator[tuple[int, object]]:
+def bench_postfix(
+    pki: object | None = None, message_size_limit: int | None = None
+) -> Iterator[tuple[int, object]]:
     """A private Postfix ``smtpd`` (tests/peers/postfix.py) on a free port that accepts and
     discards all mail (its temp tree is on tmpfs when there is one); with ``pki`` (a
     tests.peers.certs.TestPKI) it offers STARTTLS with that certificate. Yields
@@ -74,7 +76,10 @@ def bench_postfix(pki: object | None = None) -> Iterator[tuple[int, object]]:
     from tests.peers.postfix import PostfixInstance
 
     tls: dict[str, object] = {} if pki is None else {"tls": "may", "pki": pki}
-    instance = PostfixInstance(extra_config=POSTFIX_DISCARD_CONFIG, smtputf8=False, **tls)
+    config = dict(POSTFIX_DISCARD_CONFIG)
+    if message_size_limit is not None:
+        config["message_size_limit"] = str(message_size_limit)
+    instance = PostfixInstance(extra_config=config, smtputf8=False, **tls)
     instance.start()
     try:
         yield instance.port, instance

@@ -7,11 +7,11 @@
 //! `benches/bench_mime.py`; `{x}` becomes `{{ x }}` here).
 
 use std::hint::black_box;
-use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use minijinja::Value;
 
+use _fastsmtp::mime::shared::SharedBytes;
 use _fastsmtp::mime::template::Data;
 use _fastsmtp::mime::{build_message, AttachmentSpec, DateSpec, MessageSpec, Recipient, Template};
 
@@ -24,7 +24,7 @@ fn jinja(s: &str) -> String {
     s.replace('{', "{{ ").replace('}', " }}")
 }
 
-fn pdf() -> Arc<[u8]> {
+fn pdf() -> SharedBytes {
     let mut rng = fastrand::Rng::with_seed(1);
     let mut v = b"%PDF-1.4\n".to_vec();
     v.extend((0..100 * 1024 - 9).map(|_| rng.u8(..)));

@@ -59,10 +59,19 @@ pub fn check_path(address: &str, null_ok: bool) -> std::result::Result<(), Strin
         return Err(format!("address longer than {} octets", MAX_PATH - 2));
     }
     // Every address of a typical batch is printable ASCII without space or angle
-    // brackets: one tight pass says so; anything else gets the full character policy.
-    let plain = address
-        .bytes()
-        .all(|b| b > b' ' && b < 0x7f && b != b'<' && b != b'>');
+    // brackets: one tight pass says so (and finds the last "@" on the way); anything else
+    // gets the full character policy.
+    let mut plain = true;
+    let mut at = None;
+    for (i, b) in address.bytes().enumerate() {
+        if b <= b' ' || b >= 0x7f || b == b'<' || b == b'>' {
+            plain = false;
+            break;
+        }
+        if b == b'@' {
+            at = Some(i);
+        }
+    }
     if !plain {
         if let Some(c) = find_forbidden(address, Context::Address) {
             return Err(format!("{} is not allowed in an address", describe(c)));
@@ -74,7 +83,10 @@ pub fn check_path(address: &str, null_ok: bool) -> std::result::Result<(), Strin
             ));
         }
     }
-    match address.rfind('@') {
+    if !plain {
+        at = address.rfind('@');
+    }
+    match at {
         None => Err(format!(
             "{address:?} is not local-part@domain ('@' missing)"
         )),
@@ -665,7 +677,12 @@ mod tests {
                 2 => format!("Bob <{bad}>"),
                 _ => format!("\"Bob Smith\" <{bad}>"),
             };
-            prop_assert!(Mailbox::parse(&input, "to[0]").is_err(), "accepted {:?}", input);
+            // A TAB around a bare address is folding white space (RFC 5322 3.2.2), trimmed
+            // from a header's mailbox; the envelope check below still refuses it.
+            let fws = c == '\t' && form == 0 && (at == 0 || at == chars.len());
+            if !fws {
+                prop_assert!(Mailbox::parse(&input, "to[0]").is_err(), "accepted {:?}", input);
+            }
             prop_assert!(check_path(&bad, false).is_err(), "path accepted {:?}", bad);
             prop_assert!(check_path(&bad, true).is_err());
         }

@@ -24,8 +24,6 @@
 //! everything validated and encoded from the spec (addresses, static headers, attachments,
 //! layout); [`assemble`] takes the per-message pieces and writes the message.
 
-use std::sync::Arc;
-
 use super::address::Mailbox;
 use super::chars::Context;
 use super::content_type::{self, ContentType};
@@ -35,6 +33,7 @@ use super::error::{check_chars, check_no_ctl, MimeError, Result};
 use super::header::{self, HeaderLine};
 use super::message::{BuiltMessage, MessageWriter};
 use super::random;
+use super::shared::SharedBytes;
 use super::spec::{AttachmentSpec, MessageSpec};
 
 /// The MIME tree of a message shape.
@@ -91,7 +90,7 @@ pub fn layout(has_text: bool, has_html: bool, attachments: &[AttachmentSpec]) ->
 #[derive(Debug, Clone)]
 pub struct EncodedPart {
     /// The bytes, shared by every message that uses the part.
-    pub bytes: Arc<[u8]>,
+    pub bytes: SharedBytes,
     /// The part is 7bit and contains `--=_`: boundaries must be checked against it.
     pub marker: bool,
 }
@@ -233,6 +232,7 @@ pub fn encode_attachment(a: &AttachmentSpec, index: usize) -> Result<EncodedPart
     out.extend_from_slice(b"Content-Transfer-Encoding: base64\r\n\r\n");
     encode_base64(&a.content, &mut out);
     Ok(EncodedPart {
+        // The encoded part keeps its own allocation: no copy of a large attachment.
         bytes: out.into(),
         marker: false,
     })

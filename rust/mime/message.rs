@@ -1,13 +1,15 @@
 //! [`BuiltMessage`]: an assembled message, ready for a transaction.
 //!
 //! The bytes are a list of chunks: bytes owned by this message (headers, personalized
-//! parts, boundaries) and shared chunks (`Arc<[u8]>`: an attachment encoded once for a
+//! parts, boundaries) and shared chunks ([`SharedBytes`]: an attachment encoded once for a
 //! whole batch). A thousand messages with the same 100 KB attachment hold one copy of it.
 //! [`BuiltMessage::chunks`] lets the protocol layer write the message without joining it;
 //! [`BuiltMessage::body`] joins it once, on demand, and caches the result.
 
 use std::ops::Range;
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
+
+use super::shared::SharedBytes;
 
 /// Shared parts smaller than this are copied into the message: one contiguous buffer is
 /// worth more than saving a small copy.
@@ -16,7 +18,7 @@ const SHARE_MIN: usize = 4096;
 #[derive(Debug, Clone)]
 enum Chunk {
     Own(Range<usize>),
-    Shared(Arc<[u8]>),
+    Shared(SharedBytes),
 }
 
 /// One assembled message: envelope, Message-ID and the RFC 5322 bytes (CRLF line endings).
@@ -116,7 +118,7 @@ impl BuiltMessage {
             std::iter::once(Chunk::Own(0..shift))
                 .chain(self.chunks.iter().map(|c| match c {
                     Chunk::Own(r) => Chunk::Own(r.start + shift..r.end + shift),
-                    Chunk::Shared(a) => Chunk::Shared(Arc::clone(a)),
+                    Chunk::Shared(a) => Chunk::Shared(a.clone()),
                 }))
                 .collect()
         };
@@ -135,7 +137,7 @@ impl BuiltMessage {
 
     /// The shared chunks (for tests and debugging: equal pointers across messages prove
     /// a part was encoded once).
-    pub fn shared_chunks(&self) -> impl Iterator<Item = &Arc<[u8]>> {
+    pub fn shared_chunks(&self) -> impl Iterator<Item = &SharedBytes> {
         self.chunks.iter().filter_map(|c| match c {
             Chunk::Shared(a) => Some(a),
             Chunk::Own(_) => None,
@@ -168,7 +170,7 @@ impl MessageWriter {
     }
 
     /// Append a shared chunk (copied instead when it is small).
-    pub fn shared(&mut self, part: &Arc<[u8]>) {
+    pub fn shared(&mut self, part: &SharedBytes) {
         if part.len() < SHARE_MIN {
             self.data.extend_from_slice(part);
             return;
@@ -214,8 +216,8 @@ mod tests {
 
     #[test]
     fn chunks_join() {
-        let big: Arc<[u8]> = vec![b'A'; 5000].into();
-        let small: Arc<[u8]> = b"small".to_vec().into();
+        let big = SharedBytes::from(vec![b'A'; 5000]);
+        let small = SharedBytes::from(b"small".to_vec());
         let mut w = MessageWriter::default();
         w.buf().extend_from_slice(b"head\r\n");
         w.shared(&big);
@@ -228,7 +230,7 @@ mod tests {
         assert_eq!(m.body(), &want[..]);
         assert_eq!(m.chunks().count(), 3);
         assert_eq!(m.shared_chunks().count(), 1);
-        assert!(Arc::ptr_eq(m.shared_chunks().next().unwrap(), &big));
+        assert_eq!(m.shared_chunks().next().unwrap().as_ptr(), big.as_ptr());
         assert!(!m.eight_bit());
     }
 

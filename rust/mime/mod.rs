@@ -15,6 +15,7 @@
 //! * [`content_type`]: an attachment's Content-Type and its parameters, parsed (RFC 2045).
 //! * [`builder`]: the MIME tree (text, alternative, related, mixed), boundaries, assembly.
 //! * [`message`]: [`BuiltMessage`], the assembled message as shared and owned chunks.
+//! * [`shared`]: [`shared::SharedBytes`], bytes shared without copying.
 //! * [`segments`]: templates of only text and `{{ name }}`, rendered without the VM.
 //! * [`template`]: minijinja templates compiled once per batch, rendered per recipient.
 //! * [`dkim`]: DKIM signatures over the assembled bytes (relaxed/relaxed, RSA or Ed25519).
@@ -35,6 +36,7 @@ pub mod header;
 pub mod message;
 mod random;
 pub mod segments;
+pub mod shared;
 pub mod spec;
 pub mod template;
 

@@ -3,9 +3,8 @@
 //! It mirrors the dict made by Python's `Message.to_spec()` field for field, so the Python
 //! edge only converts types; every rule is checked in [`crate::mime::builder`].
 
-use std::sync::Arc;
-
 use super::date::DateSpec;
+use super::shared::SharedBytes;
 
 /// One attachment or inline part.
 #[derive(Debug, Clone, Default)]
@@ -13,7 +12,7 @@ pub struct AttachmentSpec {
     /// The file name shown to the reader (RFC 2231-encoded when not plain ASCII).
     pub filename: String,
     /// The raw content; shared, so a batch holds one copy.
-    pub content: Arc<[u8]>,
+    pub content: SharedBytes,
     /// MIME type, `type/subtype`, optionally followed by `; parameters`.
     pub content_type: String,
     /// An inline part (an image the HTML shows via `cid:`), placed in multipart/related.

@@ -33,6 +33,7 @@ use super::header;
 use super::message::BuiltMessage;
 use super::random;
 use super::segments::Segments;
+use super::shared::SharedBytes;
 use super::spec::MessageSpec;
 
 /// Template data: top-level names and their values, sorted by name. A sorted vector beats
@@ -513,8 +514,8 @@ impl Template {
     }
 
     /// The shared (encoded once) parts, for tests: attachments, then static text and html.
-    pub fn shared_parts(&self) -> Vec<Arc<[u8]>> {
-        let mut v: Vec<Arc<[u8]>> = self
+    pub fn shared_parts(&self) -> Vec<SharedBytes> {
+        let mut v: Vec<SharedBytes> = self
             .prep
             .attachments
             .iter()
@@ -697,10 +698,10 @@ mod tests {
             .map(|r| r.unwrap())
             .collect();
         for m in &ms {
-            let chunks: Vec<&Arc<[u8]>> = m.shared_chunks().collect();
+            let chunks: Vec<&SharedBytes> = m.shared_chunks().collect();
             assert_eq!(chunks.len(), 2);
             for (c, s) in chunks.iter().zip([&shared[1], &shared[0]]) {
-                assert!(Arc::ptr_eq(c, s));
+                assert_eq!(c.as_ptr(), s.as_ptr());
             }
         }
         assert_ne!(ms[0].message_id(), ms[1].message_id());

@@ -151,6 +151,32 @@ impl Transaction {
         Self::with_normalized_body(sender, recipients, body, smtputf8, eight_bit)
     }
 
+    /// The transaction of a message the MIME builder assembled, to its own envelope: the
+    /// body is in wire form and every address passed the one address check when the
+    /// message was built, so neither is scanned again.
+    pub(crate) fn from_built_message<S: AsRef<str>>(
+        sender: &str,
+        recipients: &[S],
+        body: Body,
+        smtputf8: bool,
+        eight_bit: bool,
+    ) -> Result<Self> {
+        debug_assert!(body.is_normalized(), "body not in wire form");
+        if recipients.is_empty() {
+            return Err(Error::invalid("no recipients", "recipients"));
+        }
+        Ok(Transaction {
+            sender: Address::already_checked(sender),
+            recipients: recipients
+                .iter()
+                .map(|r| Address::already_checked(r.as_ref()))
+                .collect(),
+            body,
+            smtputf8,
+            eight_bit,
+        })
+    }
+
     fn with_normalized_body<S: AsRef<str>>(
         sender: &str,
         recipients: &[S],

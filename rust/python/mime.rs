@@ -5,12 +5,12 @@
 //! `TemplateError` instances (from `fastsmtp._errors`) carrying `field` and `variable`.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 
 use minijinja::Value;
 use pyo3::exceptions::PyTypeError;
 use pyo3::intern;
 use pyo3::prelude::*;
+use pyo3::pybacked::PyBackedBytes;
 use pyo3::types::{
     PyBool, PyByteArray, PyBytes, PyDateTime, PyDict, PyFloat, PyFrozenSet, PyInt, PyList,
     PyString, PyTuple,
@@ -18,6 +18,7 @@ use pyo3::types::{
 
 use super::clock;
 use super::errors::new_error;
+use crate::mime::shared::SharedBytes;
 use crate::mime::{self, AttachmentSpec, DateSpec, MessageSpec, MimeError, MimeErrorKind};
 
 /// A core error as a Python exception instance.
@@ -141,22 +142,21 @@ fn get_str_list(obj: &Bound<'_, PyAny>, key: &str) -> PyResult<Vec<String>> {
     }
 }
 
-fn get_bytes(v: &Bound<'_, PyAny>) -> PyResult<Arc<[u8]>> {
+/// An attachment's content: a `bytes` object is shared as it is (no copy of a large
+/// attachment; immutable, and read without the GIL through `PyBackedBytes`); a bytearray
+/// or another buffer is copied once.
+fn get_bytes(v: &Bound<'_, PyAny>) -> PyResult<SharedBytes> {
     if let Ok(b) = v.cast::<PyBytes>() {
-        return Ok(Arc::from(b.as_bytes()));
+        return Ok(SharedBytes::new(PyBackedBytes::from(b.clone())));
     }
     if let Ok(b) = v.cast::<PyByteArray>() {
-        return Ok(Arc::from(b.to_vec()));
+        return Ok(SharedBytes::from(b.to_vec()));
     }
-    let b: Vec<u8> = v
+    let b = v
         .call_method0("__bytes__")
-        .and_then(|b| {
-            b.cast_into::<PyBytes>()
-                .map_err(Into::into)
-                .map(|b| b.as_bytes().to_vec())
-        })
+        .and_then(|b| b.cast_into::<PyBytes>().map_err(Into::into))
         .map_err(|_| PyTypeError::new_err("attachment content must be bytes"))?;
-    Ok(Arc::from(b))
+    Ok(SharedBytes::new(PyBackedBytes::from(b)))
 }
 
 /// Convert a MessageSpec dict (see `_fastsmtp.pyi`) to the core's [`MessageSpec`].
@@ -169,7 +169,7 @@ pub(crate) fn extract_spec(spec: &Bound<'_, PyAny>) -> PyResult<MessageSpec> {
                 filename: get_str(&a, "filename")?.unwrap_or_default(),
                 content: match get(&a, "content")? {
                     Some(c) => get_bytes(&c)?,
-                    None => Arc::from(&b""[..]),
+                    None => SharedBytes::default(),
                 },
                 content_type: get_str(&a, "content_type")?.unwrap_or_default(),
                 inline: get(&a, "inline")?

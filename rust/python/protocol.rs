@@ -1144,15 +1144,25 @@ fn transaction(message: &Bound<'_, PyAny>, recipients: Option<&[String]>) -> PyR
     if let Ok(built) = message.cast::<PyBuiltMessage>() {
         let m = &built.get().inner;
         let body = Body::from_source(Arc::new(MessageBody(built.clone().unbind())));
-        // The builder writes CRLF line ends only (its tests check every shape): no rescan.
-        return Transaction::from_wire_form(
-            m.envelope_sender(),
-            recipients.unwrap_or(m.recipients()),
-            body,
-            m.smtputf8(),
-            m.eight_bit(),
-        )
-        .map_err(|e| to_py(py, e));
+        // The builder writes CRLF line ends only (its tests check every shape) and checked
+        // its own envelope: neither is scanned again. Other recipients are checked.
+        let tx = match recipients {
+            None => Transaction::from_built_message(
+                m.envelope_sender(),
+                m.recipients(),
+                body,
+                m.smtputf8(),
+                m.eight_bit(),
+            ),
+            Some(rcpts) => Transaction::from_wire_form(
+                m.envelope_sender(),
+                rcpts,
+                body,
+                m.smtputf8(),
+                m.eight_bit(),
+            ),
+        };
+        return tx.map_err(|e| to_py(py, e));
     }
     if let Ok(raw) = message.cast::<PyRawMessage>() {
         let tx = &raw.get().tx;
