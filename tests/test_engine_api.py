@@ -228,3 +228,48 @@ async def test_rate_limit_holds_a_batch_back() -> None:
     assert report.accepted == 150
     assert Counter(s.rcpt for s in server.stored) == Counter(recipients)
     assert elapsed >= 0.45
+
+
+async def test_concurrent_sends_travel_together_and_each_gets_its_own_results() -> None:
+    """send() from many tasks at once: the messages of one loop iteration go out as one
+    group (spread over the pool's connections like a batch chunk), and every call gets the
+    results of its own recipients, indexed by their position in its to + cc + bcc."""
+    faults = Faults(rcpt_550=0.2)
+    async with FaultServer(faults, seed=9) as server:
+        async with fastsmtp.Engine("127.0.0.1", server.port, tls="none", connections=4) as engine:
+            messages = [
+                fastsmtp.Message(
+                    sender="ann@example.com",
+                    to=[f"to{i}@example.org"],
+                    cc=[f"cc{i}@example.org"] if i % 2 else [],
+                    bcc=[f"bcc{i}@example.org"] if i % 3 == 0 else [],
+                    subject=f"m{i}",
+                    text="t",
+                )
+                for i in range(200)
+            ]
+            all_results = await asyncio.gather(*(engine.send(m) for m in messages))
+    assert 1 <= server.connections <= 4
+    stored = server.stored_pairs()
+    for message, results in zip(messages, all_results, strict=True):
+        assert [r.recipient for r in results] == message.recipients
+        assert [r.index for r in results] == list(range(len(message.recipients)))
+        for r in results:
+            assert (stored[(r.message_id, r.recipient)] == 1) == (r.status == "accepted")
+    statuses = Counter(r.status for results in all_results for r in results)
+    assert statuses["rejected"] > 0 and statuses["accepted"] > 0
+    assert engine.stats.accepted == statuses["accepted"]
+
+
+async def test_a_bad_message_among_concurrent_sends_fails_alone() -> None:
+    async with FaultServer() as server:
+        async with fastsmtp.Engine("127.0.0.1", server.port, tls="none") as engine:
+            good = fastsmtp.Message(sender="ann@example.com", to=["b@example.org"], text="t")
+            bad = fastsmtp.Message(sender="ann@example.com", to=["not an address"], text="t")
+            outcomes = await asyncio.gather(
+                engine.send(good), engine.send(bad), engine.send(good), return_exceptions=True
+            )
+    assert isinstance(outcomes[1], fastsmtp.InvalidMessage)
+    assert [r.status for r in outcomes[0]] == ["accepted"]  # type: ignore[union-attr]
+    assert [r.status for r in outcomes[2]] == ["accepted"]  # type: ignore[union-attr]
+    assert len(server.stored) == 2

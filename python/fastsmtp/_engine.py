@@ -31,6 +31,7 @@ from fastsmtp._lot import Lot
 from fastsmtp._models import BatchReport, Message, Recipient, Result
 from fastsmtp._pool import Pool
 from fastsmtp._secret import Secret
+from fastsmtp._sends import SendGatherer
 from fastsmtp._stats import Stats
 
 log = logging.getLogger("fastsmtp")
@@ -146,6 +147,7 @@ class Engine:
         self.stats = Stats()
         self._tally = Tally(self.stats)
         self._pool: Pool | None = None
+        self._sends: SendGatherer | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def __repr__(self) -> str:
@@ -176,6 +178,7 @@ class Engine:
             self._tally = Tally(self.stats)
         if self._pool is None:
             self._pool = Pool(self.config, self.stats)
+            self._sends = SendGatherer(self._pool, self._tally)
         return self._pool
 
     async def close(self) -> None:
@@ -219,7 +222,7 @@ class Engine:
             sender, recipients, data = _stdlib_envelope(message)
             return await self.send_raw(sender, recipients, data)
         built = core.build_message(message.to_spec())
-        if not built.recipients:
+        if not built.recipient_count:
             raise InvalidMessage("the message has no recipients (to, cc or bcc)", field="to")
         if self.config.dkim is not None:
             built = self.config.dkim.sign(built, int(time.time()))
@@ -263,17 +266,15 @@ class Engine:
         return await self._send_one(message)
 
     async def _send_one(self, message: core.BuiltMessage | core.RawMessage) -> list[Result]:
-        pool = self._ensure_pool()
-        batch = Batch(self._tally, collect=True)
-        batch.expect(len(message.recipients))
-        pool.put(Lot(batch, [message]))
-        try:
-            await batch.wait()
-        except asyncio.CancelledError:
-            pool.cancel_batch(batch, "cancelled before it was sent")
-            raise
-        assert batch.results is not None
-        return [batch.results[i] for i in sorted(batch.results)]
+        """Queue ``message`` with the other single sends of this loop iteration (one lot,
+        pipelined together) and wait for its results. Cancelling the wait does not take
+        the message back: it goes out, and its results are counted in ``stats``."""
+        sends = self._sends
+        if sends is None or self._pool is None:
+            self._ensure_pool()
+            sends = self._sends
+            assert sends is not None
+        return await sends.send(message)
 
     async def send_batch(
         self,

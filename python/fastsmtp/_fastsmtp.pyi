@@ -71,6 +71,9 @@ class BuiltMessage:
     def recipients(self) -> list[str]:
         """RCPT TO addresses (to + cc + bcc, IDNA-encoded domains)."""
     @property
+    def recipient_count(self) -> int:
+        """``len(recipients)``, without making the list."""
+    @property
     def message_id(self) -> str:
         """The Message-ID, with angle brackets."""
     @property
@@ -434,6 +437,8 @@ class RawMessage:
     def envelope_sender(self) -> str: ...
     @property
     def recipients(self) -> list[str]: ...
+    @property
+    def recipient_count(self) -> int: ...
     @property
     def message_id(self) -> str:
         """The caller's Message-ID for results ("" when not given)."""

@@ -39,12 +39,22 @@ class Lot:
 
     ``first`` is the batch index of the first message's first recipient. Without
     ``recipients``, message ``k`` goes to its own envelope recipients, which report under
-    consecutive indexes: ``first + k`` for a chunk of one-recipient messages, or
-    ``first .. first + n - 1`` for a lot of one message. With ``recipients`` (a retry for
-    some recipients of one message), ``indexes`` gives their batch indexes.
+    consecutive indexes: ``first + k`` for a chunk of one-recipient messages,
+    ``first .. first + n - 1`` for a lot of one message, or from ``starts[k]`` on (the
+    single sends of one loop iteration, each with its own recipients). With ``recipients``
+    (a retry for some recipients of one message), ``indexes`` gives their batch indexes.
     """
 
-    __slots__ = ("attempts", "batch", "first", "indexes", "messages", "next", "recipients")
+    __slots__ = (
+        "attempts",
+        "batch",
+        "first",
+        "indexes",
+        "messages",
+        "next",
+        "recipients",
+        "starts",
+    )
 
     def __init__(
         self,
@@ -54,6 +64,7 @@ class Lot:
         *,
         recipients: list[str] | None = None,
         indexes: Sequence[int] | None = None,
+        starts: Sequence[int] | None = None,
         attempts: int = 0,
     ) -> None:
         self.batch = batch
@@ -61,6 +72,7 @@ class Lot:
         self.first = first
         self.recipients = recipients
         self.indexes = indexes
+        self.starts = starts
         self.attempts = attempts
         """Attempts made before this lot (a retry's earlier tries)."""
         self.next = 0
@@ -80,6 +92,9 @@ class Lot:
             assert self.indexes is not None
             return Envelope(message, self.recipients, self.indexes)
         recipients = message.recipients
+        if self.starts is not None:
+            first = self.starts[position]
+            return Envelope(message, recipients, range(first, first + len(recipients)))
         if len(self.messages) == 1:
             first = self.first
             return Envelope(message, recipients, range(first, first + len(recipients)))

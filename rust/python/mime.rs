@@ -60,6 +60,12 @@ impl PyBuiltMessage {
         PyList::new(py, self.inner.recipients())
     }
 
+    /// How many envelope recipients (without making their list).
+    #[getter]
+    fn recipient_count(&self) -> usize {
+        self.inner.recipients().len()
+    }
+
     #[getter]
     fn message_id(&self) -> &str {
         self.inner.message_id()

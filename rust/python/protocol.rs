@@ -650,6 +650,11 @@ impl PyRawMessage {
     fn recipients(&self) -> Vec<&str> {
         self.tx.recipients.iter().map(|r| r.as_str()).collect()
     }
+    /// How many envelope recipients (without making their list).
+    #[getter]
+    fn recipient_count(&self) -> usize {
+        self.tx.recipients.len()
+    }
     #[getter]
     fn message_id(&self) -> &str {
         &self.message_id
